@@ -1,0 +1,132 @@
+import { DEFAULT_DATA_DIR } from './paths';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  /** Unset: an embedded PostgreSQL is started with its data under `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly port: number;
+  readonly host: string;
+  readonly logLevel: LogLevel;
+  readonly batchMaxRows: number;
+  readonly batchMaxWaitMs: number;
+  readonly bufferMaxRows: number;
+  readonly flushConcurrency: number;
+  /** How long a `wait=true` request waits for its rows to commit before it gets 503. */
+  readonly ackTimeoutMs: number;
+  /** How long a bulk upload may wait for buffer space before its remaining lines are refused (429). */
+  readonly bulkBackpressureTimeoutMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly migrateOnStart: boolean;
+  /** Seed demo users and devices into an empty database at start-up. */
+  readonly seedDemoData: boolean;
+  readonly authRequired: boolean;
+  readonly metricMaxBytes: number;
+  readonly bulkMaxLineBytes: number;
+  readonly pgPoolMax: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Every variable the gateway reads, with its default and meaning; README's table is made from this. */
+export const CONFIG_DOCS: readonly { name: string; default: string; meaning: string }[] = [
+  { name: 'DATABASE_URL', default: '(unset: embedded PostgreSQL)', meaning: 'PostgreSQL connection string' },
+  { name: 'DATA_DIR', default: '.data', meaning: 'where the embedded PostgreSQL keeps its data' },
+  { name: 'PORT', default: '8080', meaning: 'HTTP port' },
+  { name: 'HOST', default: '127.0.0.1', meaning: 'HTTP bind address (0.0.0.0 for all interfaces)' },
+  { name: 'LOG_LEVEL', default: 'info', meaning: LOG_LEVELS.join(', ') },
+  { name: 'BATCH_MAX_ROWS', default: '5000', meaning: 'rows per COPY batch at most' },
+  { name: 'BATCH_MAX_WAIT_MS', default: '20', meaning: 'flush a batch this long after its first row' },
+  { name: 'BUFFER_MAX_ROWS', default: '200000', meaning: 'rows buffered or in flight at most' },
+  { name: 'FLUSH_CONCURRENCY', default: '2', meaning: 'COPY batches in flight at once' },
+  { name: 'ACK_TIMEOUT_MS', default: '10000', meaning: 'wait=true: answer 503 if not committed by then' },
+  { name: 'BULK_BACKPRESSURE_TIMEOUT_MS', default: '30000', meaning: 'bulk: wait this long for buffer space, then 429' },
+  { name: 'SHUTDOWN_TIMEOUT_MS', default: '30000', meaning: 'deadline for draining the buffer on SIGTERM' },
+  { name: 'MIGRATE_ON_START', default: 'true', meaning: 'apply pending migrations at start-up' },
+  { name: 'SEED_DEMO_DATA', default: 'true with the embedded database, else false', meaning: 'seed demo users and devices into an empty database' },
+  { name: 'AUTH_REQUIRED', default: 'false', meaning: 'require API keys (not implemented yet)' },
+  { name: 'METRIC_MAX_BYTES', default: '16384', meaning: 'largest body of POST /v1/metrics' },
+  { name: 'BULK_MAX_LINE_BYTES', default: '65536', meaning: 'longest NDJSON line of a bulk upload' },
+  { name: 'PG_POOL_MAX', default: '10', meaning: 'PostgreSQL connections at most' },
+];
+
+/** Reads the configuration from `env`; collects every problem, then throws one ConfigError. */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+
+  const text = (name: string, fallback: string): string => {
+    const value = env[name];
+    return value === undefined || value === '' ? fallback : value;
+  };
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const value = Number(raw);
+    if (!/^\s*-?\d+\s*$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+      return fallback;
+    }
+    return value;
+  };
+  const bool = (name: string, fallback: boolean): boolean => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const value = raw.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(value)) return true;
+    if (['false', '0', 'no', 'off'].includes(value)) return false;
+    problems.push(`${name} must be true or false, got ${JSON.stringify(raw)}`);
+    return fallback;
+  };
+
+  const databaseUrl = env.DATABASE_URL === '' ? undefined : env.DATABASE_URL;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+  const logLevel = text('LOG_LEVEL', 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
+
+  const config: Config = {
+    databaseUrl,
+    dataDir: text('DATA_DIR', DEFAULT_DATA_DIR),
+    port: integer('PORT', 8080, 0, 65535),
+    host: text('HOST', '127.0.0.1'),
+    logLevel,
+    batchMaxRows: integer('BATCH_MAX_ROWS', 5000, 1, 1_000_000),
+    batchMaxWaitMs: integer('BATCH_MAX_WAIT_MS', 20, 0, 60_000),
+    bufferMaxRows: integer('BUFFER_MAX_ROWS', 200_000, 1, 100_000_000),
+    flushConcurrency: integer('FLUSH_CONCURRENCY', 2, 1, 64),
+    ackTimeoutMs: integer('ACK_TIMEOUT_MS', 10_000, 100, 600_000),
+    bulkBackpressureTimeoutMs: integer('BULK_BACKPRESSURE_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    migrateOnStart: bool('MIGRATE_ON_START', true),
+    seedDemoData: bool('SEED_DEMO_DATA', databaseUrl === undefined),
+    authRequired: bool('AUTH_REQUIRED', false),
+    metricMaxBytes: integer('METRIC_MAX_BYTES', 16_384, 256, 10_485_760),
+    bulkMaxLineBytes: integer('BULK_MAX_LINE_BYTES', 65_536, 256, 10_485_760),
+    pgPoolMax: integer('PG_POOL_MAX', 10, 2, 1000),
+  };
+
+  if (config.bufferMaxRows < config.batchMaxRows) {
+    problems.push(`BUFFER_MAX_ROWS (${config.bufferMaxRows}) must be at least BATCH_MAX_ROWS (${config.batchMaxRows})`);
+  }
+  if (config.pgPoolMax <= config.flushConcurrency) {
+    problems.push(`PG_POOL_MAX (${config.pgPoolMax}) must be more than FLUSH_CONCURRENCY (${config.flushConcurrency})`);
+  }
+  if (config.authRequired) {
+    problems.push('AUTH_REQUIRED=true is not supported yet: API keys are not implemented');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}

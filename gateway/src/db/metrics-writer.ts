@@ -1,0 +1,82 @@
+import type { Pool, PoolClient } from 'pg';
+import { COPY_COLUMNS, hasEventId } from '../ingest/copy-encode';
+import { copyRows } from './copy';
+
+const COLUMN_LIST = COPY_COLUMNS.join(', ');
+const STAGING_TABLE = 'user_metrics_staging';
+
+// Rows with an event_id must not be stored twice, which COPY alone cannot promise: they are copied
+// into a session-local staging table and moved with ON CONFLICT DO NOTHING in the same transaction.
+const CREATE_STAGING = `
+  CREATE TEMP TABLE IF NOT EXISTS ${STAGING_TABLE} (
+    user_id integer, device_id varchar(255), talked_time double precision, microphone_used boolean,
+    speaker_used boolean, voice_sentiment double precision, time_recorded timestamptz, event_id uuid,
+    received_at timestamptz
+  ) ON COMMIT DELETE ROWS`;
+const MOVE_STAGED = `
+  INSERT INTO user_metrics (${COLUMN_LIST})
+  SELECT ${COLUMN_LIST} FROM ${STAGING_TABLE}
+  ON CONFLICT (user_id, event_id) WHERE event_id IS NOT NULL DO NOTHING`;
+
+export interface RejectedRow {
+  readonly receivedAt: string;
+  readonly payload: Record<string, unknown>;
+  readonly reason: string;
+}
+
+/** Writes encoded rows into user_metrics, and refused rows into rejected_metrics. */
+export interface MetricsWriter {
+  /** Stores all rows in one transaction, or none of them (then the error says why). */
+  write(rows: readonly string[]): Promise<void>;
+  reject(rows: readonly RejectedRow[]): Promise<void>;
+}
+
+export function createMetricsWriter(pool: Pool): MetricsWriter {
+  const clientsWithStaging = new WeakSet<PoolClient>();
+
+  async function withClient(work: (client: PoolClient) => Promise<void>): Promise<void> {
+    const client = await pool.connect();
+    try {
+      await work(client);
+      client.release();
+    } catch (error) {
+      // After a failed COPY or transaction the connection's state is not known: close it.
+      client.release(error instanceof Error ? error : new Error(String(error)));
+      throw error;
+    }
+  }
+
+  async function write(rows: readonly string[]): Promise<void> {
+    const plain: string[] = [];
+    const idempotent: string[] = [];
+    for (const row of rows) (hasEventId(row) ? idempotent : plain).push(row);
+
+    await withClient(async (client) => {
+      if (idempotent.length === 0) {
+        // A single COPY is its own transaction: no BEGIN/COMMIT round trips.
+        await copyRows(client, `user_metrics (${COLUMN_LIST})`, plain);
+        return;
+      }
+      if (!clientsWithStaging.has(client)) {
+        await client.query(CREATE_STAGING);
+        clientsWithStaging.add(client);
+      }
+      await client.query('BEGIN');
+      if (plain.length > 0) await copyRows(client, `user_metrics (${COLUMN_LIST})`, plain);
+      await copyRows(client, `${STAGING_TABLE} (${COLUMN_LIST})`, idempotent);
+      await client.query(MOVE_STAGED);
+      await client.query('COMMIT');
+    });
+  }
+
+  async function reject(rows: readonly RejectedRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await pool.query(
+      `INSERT INTO rejected_metrics (received_at, payload, reason)
+       SELECT * FROM unnest($1::timestamptz[], $2::jsonb[], $3::text[])`,
+      [rows.map((r) => r.receivedAt), rows.map((r) => JSON.stringify(r.payload)), rows.map((r) => r.reason)],
+    );
+  }
+
+  return { write, reject };
+}

@@ -1,0 +1,16 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+
+export function createPool(connectionString: string, max: number, logger: Logger): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    application_name: 'metrics-gateway',
+    // Never wait forever for a connection: a request should get 503, not hang, when PostgreSQL is gone.
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30_000,
+  });
+  // An idle client that loses its connection emits here; without a listener the process would crash.
+  pool.on('error', (error) => logger.warn({ err: error }, 'idle PostgreSQL connection failed'));
+  return pool;
+}

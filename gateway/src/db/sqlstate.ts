@@ -1,0 +1,21 @@
+/** How a failed write is handled, decided by the SQLSTATE of node-postgres' DatabaseError. */
+export type FailureKind =
+  /** Some row in the batch is refused (class 22 data exception, class 23 constraint violation). */
+  | 'row'
+  /** Anything else: a lost connection, a restart, a lock timeout, a missing table; worth retrying. */
+  | 'transient';
+
+export function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+export function classifyFailure(error: unknown): FailureKind {
+  const state = sqlState(error);
+  return state !== undefined && (state.startsWith('22') || state.startsWith('23')) ? 'row' : 'transient';
+}
+
+/** The contract's error code for a row PostgreSQL refused. */
+export function rejectionCode(error: unknown): 'unknown_reference' | 'validation_failed' {
+  return sqlState(error) === '23503' ? 'unknown_reference' : 'validation_failed';
+}

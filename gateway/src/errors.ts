@@ -1,0 +1,49 @@
+/** One registry of the contract's error codes: HTTP status and default message. */
+export const ERROR_CODES = {
+  validation_failed: { status: 400, message: 'the request does not match the schema' },
+  invalid_json: { status: 400, message: 'the body is not valid JSON' },
+  not_found: { status: 404, message: 'no such resource' },
+  already_exists: { status: 409, message: 'a resource with this id already exists' },
+  payload_too_large: { status: 413, message: 'the body is too large' },
+  unsupported_media_type: { status: 415, message: 'unsupported Content-Type or Content-Encoding' },
+  unknown_reference: { status: 422, message: 'the user or device does not exist' },
+  overloaded: { status: 429, message: 'the buffer is full; retry later' },
+  internal_error: { status: 500, message: 'internal error' },
+  unavailable: { status: 503, message: 'the database is unavailable; retry later' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** One problem with a request, pointing into it with a JSON pointer. */
+export interface ErrorDetail {
+  readonly path: string;
+  readonly message: string;
+  readonly [key: string]: unknown;
+}
+
+export class AppError extends Error {
+  readonly status: number;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string = ERROR_CODES[code].message,
+    readonly details: readonly ErrorDetail[] = [],
+    /** Seconds, sent as Retry-After with 429 and 503. */
+    readonly retryAfterSeconds?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'AppError';
+    this.status = ERROR_CODES[code].status;
+  }
+
+  toJSON(): { error: ErrorCode; message: string; details: readonly ErrorDetail[] } {
+    return { error: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** Turns anything thrown into an AppError; unknown failures become internal_error, keeping the cause. */
+export function coerceError(thrown: unknown): AppError {
+  if (thrown instanceof AppError) return thrown;
+  return new AppError('internal_error', ERROR_CODES.internal_error.message, [], undefined, { cause: thrown });
+}

@@ -1,0 +1,61 @@
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import { AppError, coerceError, type ErrorCode } from '../errors';
+import { sqlState } from '../db/sqlstate';
+
+/** body-parser's error types and the contract codes they mean. */
+const BODY_PARSER_ERRORS: Readonly<Record<string, ErrorCode>> = {
+  'entity.too.large': 'payload_too_large',
+  'entity.parse.failed': 'invalid_json',
+  'entity.verify.failed': 'invalid_json',
+  'encoding.unsupported': 'unsupported_media_type',
+  'charset.unsupported': 'unsupported_media_type',
+  'request.aborted': 'invalid_json',
+  'request.size.invalid': 'invalid_json',
+};
+
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** A failure to reach PostgreSQL, as opposed to a bug or a refused statement. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && CONNECTION_ERRORS.has(code)) return true;
+  const state = sqlState(error);
+  if (state !== undefined) return state.startsWith('08') || state.startsWith('57P') || state === '53300';
+  const message = error instanceof Error ? error.message : '';
+  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
+}
+
+function toAppError(thrown: unknown): AppError {
+  if (thrown instanceof AppError) return thrown;
+  const type = (thrown as { type?: unknown } | null)?.type;
+  if (typeof type === 'string' && BODY_PARSER_ERRORS[type] !== undefined) {
+    const code = BODY_PARSER_ERRORS[type];
+    return new AppError(code, code === 'invalid_json' ? `the body is not valid JSON: ${(thrown as Error).message}` : undefined);
+  }
+  if (isDatabaseUnavailable(thrown)) {
+    return new AppError('unavailable', undefined, [], 5, { cause: thrown });
+  }
+  return coerceError(thrown);
+}
+
+export function sendError(res: Response, error: AppError): void {
+  if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(error.retryAfterSeconds));
+  res.status(error.status).json(error.toJSON());
+}
+
+/** Maps every error to the contract's JSON body; only unexpected ones are logged as errors. */
+export const errorHandler: ErrorRequestHandler = (thrown, req, res, next) => {
+  const error = toAppError(thrown);
+  if (res.headersSent) {
+    next(thrown);
+    return;
+  }
+  if (error.status >= 500) {
+    req.log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed');
+  }
+  sendError(res, error);
+};
+
+export const notFoundHandler: RequestHandler = (req) => {
+  throw new AppError('not_found', `no route for ${req.method} ${req.path}`);
+};

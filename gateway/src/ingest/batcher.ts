@@ -1,0 +1,297 @@
+import type { Logger } from 'pino';
+import type { MetricsWriter, RejectedRow } from '../db/metrics-writer';
+import { classifyFailure, rejectionCode, sqlState } from '../db/sqlstate';
+import { decodeMetricRow } from './copy-encode';
+import type { IngestTicket } from './ticket';
+
+export interface BatcherOptions {
+  readonly batchMaxRows: number;
+  readonly batchMaxWaitMs: number;
+  readonly bufferMaxRows: number;
+  readonly flushConcurrency: number;
+  readonly writer: MetricsWriter;
+  readonly logger: Logger;
+  /** First and largest delay between retries of a batch that failed for a transient reason. */
+  readonly retryBaseMs?: number;
+  readonly retryMaxMs?: number;
+  readonly observer?: BatcherObserver;
+}
+
+/** Hooks for instrumentation (Prometheus, the status page); every one is optional. */
+export interface BatcherObserver {
+  flushed?(rows: number, seconds: number): void;
+  refused?(rows: number, reason: string): void;
+  flushFailed?(error: unknown): void;
+}
+
+/** Rows of one request (or one part of a bulk upload), in COPY text format. */
+interface Segment {
+  readonly rows: readonly string[];
+  /** NDJSON line number of each row, for bulk uploads. */
+  readonly lines: readonly number[] | undefined;
+  readonly ticket: IngestTicket | undefined;
+  readonly enqueuedAt: number;
+  /** How many rows from the front are already in a batch. */
+  taken: number;
+}
+
+/** The part of a segment that a batch holds: rows [start, start + count) of the batch. */
+interface Share {
+  readonly segment: Segment;
+  readonly start: number;
+  readonly count: number;
+  /** Index in segment.rows of the share's first row. */
+  readonly offset: number;
+}
+
+interface Batch {
+  readonly rows: string[];
+  readonly shares: Share[];
+}
+
+/**
+ * The in-memory buffer and its flusher.
+ *
+ * Rows wait in `queue` until a batch is due: `batchMaxRows` are waiting, the oldest has waited
+ * `batchMaxWaitMs`, or the buffer is draining. Up to `flushConcurrency` batches are written at once;
+ * rows that arrive meanwhile make the next batch larger. `depth` (queued plus in-flight rows) never
+ * exceeds `bufferMaxRows` for callers that ask for room first.
+ *
+ * A batch that PostgreSQL refuses for a row's sake (SQLSTATE class 22 or 23) is split in halves
+ * until the refused rows stand alone; they go to rejected_metrics and every other row is stored.
+ * A batch that fails for any other reason is retried with jittered backoff until it succeeds or the
+ * batcher is aborted, so an accepted row is never dropped while the process lives.
+ */
+export class Batcher {
+  private readonly queue: Segment[] = [];
+  private queuedRows = 0;
+  private inFlightRows = 0;
+  private inFlightBatches = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private draining = false;
+  private aborted = false;
+  private readonly roomWaiters = new Set<() => void>();
+  private readonly idleWaiters = new Set<() => void>();
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+
+  constructor(private readonly options: BatcherOptions) {
+    this.retryBaseMs = options.retryBaseMs ?? 100;
+    this.retryMaxMs = options.retryMaxMs ?? 5000;
+  }
+
+  /** Rows buffered or being written. */
+  get depth(): number {
+    return this.queuedRows + this.inFlightRows;
+  }
+
+  get capacity(): number {
+    return this.options.bufferMaxRows;
+  }
+
+  /** An empty buffer always has room, so a chunk larger than the whole buffer still gets in. */
+  hasRoom(rows: number): boolean {
+    return this.depth === 0 || this.depth + rows <= this.options.bufferMaxRows;
+  }
+
+  /** Resolves true once `rows` fit, or false after `timeoutMs`. */
+  async waitForRoom(rows: number, timeoutMs: number): Promise<boolean> {
+    if (this.hasRoom(rows)) return true;
+    const deadline = Date.now() + timeoutMs;
+    while (!this.hasRoom(rows)) {
+      const left = deadline - Date.now();
+      if (left <= 0 || this.aborted) return false;
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          clearTimeout(timer);
+          this.roomWaiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, left);
+        this.roomWaiters.add(wake);
+      });
+    }
+    return true;
+  }
+
+  /**
+   * Takes rows (COPY text) into the buffer; the ticket, if any, is told when each is committed or
+   * refused. The caller has checked `hasRoom` (or waited for it).
+   */
+  append(rows: readonly string[], ticket?: IngestTicket, lines?: readonly number[]): void {
+    if (this.aborted) throw new Error('the buffer is closed');
+    if (rows.length === 0) return;
+    ticket?.addRows(rows.length);
+    this.queue.push({ rows, lines, ticket, enqueuedAt: Date.now(), taken: 0 });
+    this.queuedRows += rows.length;
+    this.pump();
+  }
+
+  /** Writes out everything buffered now; resolves when nothing is queued or in flight. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    this.pump();
+    if (this.depth === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.add(resolve));
+  }
+
+  /**
+   * Stops retrying and refuses new rows; returns how many rows were still buffered or in flight.
+   * Only for a shutdown whose deadline has passed.
+   */
+  abort(): number {
+    this.aborted = true;
+    clearTimeout(this.timer);
+    for (const wake of this.roomWaiters) wake();
+    for (const resolve of this.idleWaiters) resolve();
+    this.idleWaiters.clear();
+    return this.depth;
+  }
+
+  private pump(): void {
+    while (this.inFlightBatches < this.options.flushConcurrency && this.batchIsDue()) {
+      void this.flush(this.cutBatch());
+    }
+    this.scheduleTimer();
+  }
+
+  private batchIsDue(): boolean {
+    const oldest = this.queue[0];
+    if (oldest === undefined || this.aborted) return false;
+    return (
+      this.draining ||
+      this.queuedRows >= this.options.batchMaxRows ||
+      Date.now() - oldest.enqueuedAt >= this.options.batchMaxWaitMs
+    );
+  }
+
+  private scheduleTimer(): void {
+    const oldest = this.queue[0];
+    if (this.timer !== undefined || oldest === undefined || this.aborted) return;
+    const delay = Math.max(0, oldest.enqueuedAt + this.options.batchMaxWaitMs - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.pump();
+    }, delay);
+  }
+
+  private cutBatch(): Batch {
+    const rows: string[] = [];
+    const shares: Share[] = [];
+    while (rows.length < this.options.batchMaxRows) {
+      const segment = this.queue[0];
+      if (segment === undefined) break;
+      const offset = segment.taken;
+      const count = Math.min(segment.rows.length - offset, this.options.batchMaxRows - rows.length);
+      shares.push({ segment, start: rows.length, count, offset });
+      for (let i = offset; i < offset + count; i++) rows.push(segment.rows[i] as string);
+      segment.taken += count;
+      if (segment.taken === segment.rows.length) this.queue.shift();
+    }
+    this.queuedRows -= rows.length;
+    this.inFlightRows += rows.length;
+    this.inFlightBatches += 1;
+    return { rows, shares };
+  }
+
+  private async flush(batch: Batch): Promise<void> {
+    const started = process.hrtime.bigint();
+    try {
+      await this.writeRange(batch, 0, batch.rows.length);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.options.observer?.flushed?.(batch.rows.length, seconds);
+      this.options.logger.debug({ rows: batch.rows.length, ms: Math.round(seconds * 1000) }, 'batch flushed');
+    } catch (error) {
+      // Only an abort gets here; the rows are counted as lost by abort()'s caller.
+      this.options.logger.error({ err: error, rows: batch.rows.length }, 'batch abandoned');
+    } finally {
+      this.inFlightBatches -= 1;
+      this.inFlightRows -= batch.rows.length;
+      for (const wake of this.roomWaiters) wake();
+      this.pump();
+      if (this.depth === 0) {
+        for (const resolve of this.idleWaiters) resolve();
+        this.idleWaiters.clear();
+      }
+    }
+  }
+
+  /** Stores rows [lo, hi) of the batch, isolating refused rows by halving. */
+  private async writeRange(batch: Batch, lo: number, hi: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.options.writer.write(lo === 0 && hi === batch.rows.length ? batch.rows : batch.rows.slice(lo, hi));
+        this.settleCommitted(batch, lo, hi);
+        return;
+      } catch (error) {
+        if (classifyFailure(error) === 'row') {
+          if (hi - lo === 1) return await this.refuseRow(batch, lo, error);
+          const mid = lo + Math.floor((hi - lo) / 2);
+          await this.writeRange(batch, lo, mid);
+          await this.writeRange(batch, mid, hi);
+          return;
+        }
+        await this.backOff(attempt, error, hi - lo);
+      }
+    }
+  }
+
+  private async refuseRow(batch: Batch, index: number, error: unknown): Promise<void> {
+    const decoded = decodeMetricRow(batch.rows[index] as string);
+    const reason = error instanceof Error ? error.message : String(error);
+    const detail = (error as { detail?: unknown }).detail;
+    const rejected: RejectedRow = {
+      receivedAt: decoded.receivedAt,
+      payload: decoded.metric,
+      reason: typeof detail === 'string' ? `${reason}: ${detail}` : reason,
+    };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.options.writer.reject([rejected]);
+        break;
+      } catch (rejectError) {
+        if (classifyFailure(rejectError) === 'row') {
+          this.options.logger.error({ err: rejectError, reason: rejected.reason }, 'refused row could not be recorded');
+          break;
+        }
+        await this.backOff(attempt, rejectError, 1);
+      }
+    }
+    this.options.logger.warn({ sqlState: sqlState(error), reason: rejected.reason }, 'row refused at flush');
+    this.options.observer?.refused?.(1, rejectionCode(error));
+    const share = this.shareOf(batch, index);
+    const position = share.offset + (index - share.start);
+    share.segment.ticket?.rowRefused({
+      line: share.segment.lines?.[position],
+      error: rejectionCode(error),
+      message: rejected.reason,
+    });
+  }
+
+  private async backOff(attempt: number, error: unknown, rows: number): Promise<void> {
+    if (this.aborted) throw error;
+    const ceiling = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt, 20));
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    this.options.observer?.flushFailed?.(error);
+    this.options.logger.warn(
+      { err: error, sqlState: sqlState(error), rows, attempt, retryInMs: Math.round(delay) },
+      'batch write failed; retrying',
+    );
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    if (this.aborted) throw error;
+  }
+
+  private settleCommitted(batch: Batch, lo: number, hi: number): void {
+    for (const share of batch.shares) {
+      const from = Math.max(lo, share.start);
+      const to = Math.min(hi, share.start + share.count);
+      if (to > from) share.segment.ticket?.rowsCommitted(to - from);
+    }
+  }
+
+  private shareOf(batch: Batch, index: number): Share {
+    const share = batch.shares.find((s) => index >= s.start && index < s.start + s.count);
+    if (share === undefined) throw new Error(`row ${index} belongs to no share of its batch`);
+    return share;
+  }
+}

@@ -1,0 +1,94 @@
+import { isUtf8 } from 'node:buffer';
+
+const NEWLINE = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
+export type BadLineReason = 'too_long' | 'invalid_utf8';
+
+/** Receives the lines of an NDJSON body, numbered from 1; blank lines are counted but not passed on. */
+export interface LineSink {
+  line(number: number, text: string): void;
+  badLine(number: number, reason: BadLineReason): void;
+}
+
+/**
+ * Splits a byte stream into NDJSON lines as chunks arrive, without holding more than one line.
+ * A line longer than `maxLineBytes` is reported and skipped up to its newline, never buffered whole.
+ * Lines end with LF or CRLF; a UTF-8 byte-order mark at the very start is ignored.
+ */
+export class NdjsonLineSplitter {
+  private carry: Buffer[] = [];
+  private carryBytes = 0;
+  /** True while skipping the rest of a line already reported as too long. */
+  private skipping = false;
+  private lineNumber = 0;
+
+  constructor(private readonly maxLineBytes: number) {}
+
+  /** How many lines (blank ones included) have ended so far. */
+  get linesSeen(): number {
+    return this.lineNumber;
+  }
+
+  push(chunk: Buffer, sink: LineSink): void {
+    const data = chunk;
+    let start = 0;
+    for (;;) {
+      const end = data.indexOf(NEWLINE, start);
+      if (end === -1) break;
+      this.lineNumber += 1;
+      if (this.skipping) {
+        this.skipping = false;
+      } else if (this.carryBytes + (end - start) > this.maxLineBytes) {
+        sink.badLine(this.lineNumber, 'too_long');
+      } else {
+        const piece = data.subarray(start, end);
+        this.emit(this.carryBytes === 0 ? piece : Buffer.concat([...this.carry, piece]), sink);
+      }
+      this.carry = [];
+      this.carryBytes = 0;
+      start = end + 1;
+    }
+    if (start < data.length && !this.skipping) {
+      const rest = data.subarray(start);
+      if (this.carryBytes + rest.length > this.maxLineBytes) {
+        sink.badLine(this.lineNumber + 1, 'too_long');
+        this.skipping = true;
+        this.carry = [];
+        this.carryBytes = 0;
+      } else {
+        // Copy: the caller may reuse the chunk's memory.
+        this.carry.push(Buffer.from(rest));
+        this.carryBytes += rest.length;
+      }
+    }
+  }
+
+  /** The body ended: a last line without a newline still counts. */
+  end(sink: LineSink): void {
+    if (this.skipping) {
+      this.lineNumber += 1;
+      this.skipping = false;
+      return;
+    }
+    if (this.carryBytes === 0) return;
+    const last = Buffer.concat(this.carry);
+    this.carry = [];
+    this.carryBytes = 0;
+    this.lineNumber += 1;
+    this.emit(last, sink);
+  }
+
+  private emit(bytes: Buffer, sink: LineSink): void {
+    const length = bytes.length > 0 && bytes[bytes.length - 1] === CARRIAGE_RETURN ? bytes.length - 1 : bytes.length;
+    const bomLength = this.lineNumber === 1 && bytes.subarray(0, BOM.length).equals(BOM) ? BOM.length : 0;
+    const line = bytes.subarray(bomLength, Math.max(bomLength, length));
+    if (!isUtf8(line)) {
+      sink.badLine(this.lineNumber, 'invalid_utf8');
+      return;
+    }
+    const text = line.toString('utf8');
+    if (text.trim().length > 0) sink.line(this.lineNumber, text);
+  }
+}

@@ -1,0 +1,66 @@
+import type { Pool } from 'pg';
+
+export interface MissingReferences {
+  readonly users: ReadonlySet<number>;
+  readonly devices: ReadonlySet<string>;
+}
+
+const NONE: MissingReferences = { users: new Set(), devices: new Set() };
+
+/**
+ * Users and devices known to exist, so that most rows are checked without a query. A miss is looked
+ * up in PostgreSQL (one query per kind for a whole chunk of rows), so a user registered a moment ago
+ * by anyone is accepted. Misses are not cached: the next row asks again. The sets are cleared when
+ * they grow past `maxEntries`, and by `forgetAll()` when a flush shows that a row was deleted.
+ */
+export class ReferenceCache {
+  private readonly users = new Set<number>();
+  private readonly devices = new Set<string>();
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly maxEntries = 1_000_000,
+  ) {}
+
+  rememberUser(id: number): void {
+    if (this.users.size >= this.maxEntries) this.users.clear();
+    this.users.add(id);
+  }
+
+  rememberDevice(id: string): void {
+    if (this.devices.size >= this.maxEntries) this.devices.clear();
+    this.devices.add(id);
+  }
+
+  forgetAll(): void {
+    this.users.clear();
+    this.devices.clear();
+  }
+
+  /** Which of these ids name no row in users or devices. */
+  async findMissing(userIds: Iterable<number>, deviceIds: Iterable<string>): Promise<MissingReferences> {
+    const unknownUsers = new Set<number>();
+    for (const id of userIds) if (!this.users.has(id)) unknownUsers.add(id);
+    const unknownDevices = new Set<string>();
+    for (const id of deviceIds) if (!this.devices.has(id)) unknownDevices.add(id);
+    if (unknownUsers.size === 0 && unknownDevices.size === 0) return NONE;
+
+    const [users, devices] = await Promise.all([
+      unknownUsers.size === 0
+        ? undefined
+        : this.pool.query<{ id: number }>('SELECT id FROM users WHERE id = ANY($1::int[])', [[...unknownUsers]]),
+      unknownDevices.size === 0
+        ? undefined
+        : this.pool.query<{ id: string }>('SELECT id FROM devices WHERE id = ANY($1::varchar[])', [[...unknownDevices]]),
+    ]);
+    for (const { id } of users?.rows ?? []) {
+      unknownUsers.delete(id);
+      this.rememberUser(id);
+    }
+    for (const { id } of devices?.rows ?? []) {
+      unknownDevices.delete(id);
+      this.rememberDevice(id);
+    }
+    return { users: unknownUsers, devices: unknownDevices };
+  }
+}

@@ -1,0 +1,145 @@
+import Ajv2020, { type ErrorObject } from 'ajv/dist/2020';
+import addFormats from 'ajv-formats';
+import type { ErrorDetail } from '../errors';
+import { EARLIEST_EPOCH_MS, checkTimeRecorded, isRfc3339 } from './time';
+
+/** A metric as clients send it (snake_case, exactly the contract's fields). */
+export interface Metric {
+  user_id: number;
+  device_id?: string | null;
+  talked_time: number;
+  microphone_used: boolean;
+  speaker_used: boolean;
+  voice_sentiment?: number | null;
+  time_recorded: string | number;
+  event_id?: string;
+}
+
+export interface NewUser {
+  name: string;
+  age?: number | null;
+}
+
+export interface NewDevice {
+  id: string;
+  type?: string | null;
+  name?: string | null;
+}
+
+const INT4_MAX = 2_147_483_647;
+
+// PostgreSQL text cannot hold NUL, and an unpaired UTF-16 surrogate cannot be encoded as UTF-8:
+// both would fail a whole COPY batch or silently change the value, so they are refused here.
+const storableText = { 'x-storable-text': true } as const;
+
+/** The JSON Schemas that requests are validated with; the OpenAPI document is built from them too. */
+export const metricSchema = {
+  $id: 'Metric',
+  title: 'Metric',
+  description: 'One voice-session metric from a device.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['user_id', 'talked_time', 'microphone_used', 'speaker_used', 'time_recorded'],
+  properties: {
+    user_id: { type: 'integer', minimum: 1, maximum: INT4_MAX, description: 'an existing user' },
+    device_id: {
+      type: ['string', 'null'], minLength: 1, maxLength: 255, ...storableText,
+      description: 'an existing device, when present',
+    },
+    talked_time: { type: 'number', minimum: 0, description: 'seconds of recording' },
+    microphone_used: { type: 'boolean' },
+    speaker_used: { type: 'boolean' },
+    voice_sentiment: { type: ['number', 'null'] },
+    time_recorded: {
+      type: ['string', 'integer'],
+      format: 'rfc3339-instant',
+      minimum: EARLIEST_EPOCH_MS,
+      description: 'RFC 3339 with offset or Z, or epoch milliseconds; at most 24 h in the future',
+    },
+    event_id: { type: 'string', format: 'uuid', description: 'idempotency key, unique per user' },
+  },
+} as const;
+
+export const newUserSchema = {
+  $id: 'NewUser',
+  type: 'object',
+  additionalProperties: false,
+  required: ['name'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 200, ...storableText },
+    age: { type: ['integer', 'null'], minimum: 0, maximum: 150 },
+  },
+} as const;
+
+export const newDeviceSchema = {
+  $id: 'NewDevice',
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: {
+    id: { type: 'string', minLength: 1, maxLength: 255, ...storableText },
+    type: { type: ['string', 'null'], maxLength: 255, ...storableText },
+    name: { type: ['string', 'null'], maxLength: 255, ...storableText },
+  },
+} as const;
+
+const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
+addFormats(ajv, ['uuid']);
+ajv.addFormat('rfc3339-instant', { type: 'string', validate: isRfc3339 });
+ajv.addKeyword({
+  keyword: 'x-storable-text',
+  type: 'string',
+  schemaType: 'boolean',
+  errors: false,
+  validate: (_enabled: boolean, data: string) => !data.includes('\u0000') && data.isWellFormed(),
+});
+
+const compiledMetric = ajv.compile<Metric>(metricSchema);
+const compiledUser = ajv.compile<NewUser>(newUserSchema);
+const compiledDevice = ajv.compile<NewDevice>(newDeviceSchema);
+
+function describe(error: ErrorObject): ErrorDetail {
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return {
+        path: `${error.instancePath}/${String(error.params.additionalProperty)}`,
+        message: 'is not a known field',
+      };
+    case 'required':
+      return { path: `${error.instancePath}/${String(error.params.missingProperty)}`, message: 'is required' };
+    case 'x-storable-text':
+      return { path: error.instancePath, message: 'must not contain NUL characters or unpaired surrogates' };
+    case 'format':
+      return error.params.format === 'rfc3339-instant'
+        ? { path: error.instancePath, message: 'must be an RFC 3339 timestamp with an offset, or epoch milliseconds' }
+        : { path: error.instancePath, message: `must be a ${String(error.params.format)}` };
+    default:
+      return { path: error.instancePath, message: error.message ?? 'is invalid' };
+  }
+}
+
+function details(errors: readonly ErrorObject[] | null | undefined): ErrorDetail[] {
+  return (errors ?? []).map(describe);
+}
+
+export type MetricCheck =
+  | { readonly ok: true; readonly metric: Metric; readonly timeRecorded: string }
+  | { readonly ok: false; readonly details: ErrorDetail[] };
+
+/** Validates one parsed metric; on success also gives `time_recorded` as PostgreSQL will receive it. */
+export function checkMetric(value: unknown, nowMs: number): MetricCheck {
+  if (!compiledMetric(value)) return { ok: false, details: details(compiledMetric.errors) };
+  const time = checkTimeRecorded(value.time_recorded, nowMs);
+  if (!time.ok) return { ok: false, details: [{ path: '/time_recorded', message: time.message }] };
+  return { ok: true, metric: value, timeRecorded: time.text };
+}
+
+export type Check<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly details: ErrorDetail[] };
+
+export function checkNewUser(value: unknown): Check<NewUser> {
+  return compiledUser(value) ? { ok: true, value } : { ok: false, details: details(compiledUser.errors) };
+}
+
+export function checkNewDevice(value: unknown): Check<NewDevice> {
+  return compiledDevice(value) ? { ok: true, value } : { ok: false, details: details(compiledDevice.errors) };
+}

@@ -1,0 +1,69 @@
+import path from 'node:path';
+import { ConfigError, loadConfig, type Config } from './config';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded';
+import { startGateway } from './gateway';
+import { createLogger, type Logger } from './logger';
+
+async function openDatabase(config: Config, logger: Logger): Promise<{ url: string; embedded?: EmbeddedPostgres }> {
+  if (config.databaseUrl !== undefined) return { url: config.databaseUrl };
+  const embedded = await startEmbeddedPostgres({
+    dataDir: path.join(config.dataDir, 'pg'),
+    logger: logger.child({ module: 'embedded-postgres' }),
+  });
+  return { url: embedded.url, embedded };
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`metrics-gateway: ${error.message}\n`);
+    process.exit(1);
+  }
+  const logger = createLogger(config.logLevel);
+  const database = await openDatabase(config, logger);
+  const gateway = await startGateway(config, database.url, logger).catch(async (error: unknown) => {
+    await database.embedded?.stop();
+    throw error;
+  });
+
+  logger.info(
+    {
+      url: gateway.url,
+      database: database.embedded ? `embedded PostgreSQL on port ${database.embedded.port}` : 'DATABASE_URL',
+      auth: config.authRequired ? 'required' : 'off',
+    },
+    'metrics-gateway is listening',
+  );
+  process.stdout.write(
+    [
+      '',
+      `  metrics-gateway  ${gateway.url}`,
+      `    POST ${gateway.url}/v1/metrics        one metric (JSON)`,
+      `    POST ${gateway.url}/v1/metrics/bulk   NDJSON, optionally gzip`,
+      `    GET  ${gateway.url}/readyz`,
+      database.embedded
+        ? `  database: embedded PostgreSQL ${database.embedded.url} (data in ${database.embedded.dataDir})`
+        : '  database: DATABASE_URL',
+      '',
+    ].join('\n') + '\n',
+  );
+
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.info({ signal }, 'signal received');
+    void (async () => {
+      const { lostRows } = await gateway.stop();
+      await database.embedded?.stop();
+      process.exit(lostRows > 0 ? 1 : 0);
+    })();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`metrics-gateway failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
