@@ -167,7 +167,13 @@ export class Batcher {
 
   private scheduleTimer(): void {
     const oldest = this.queue[0];
-    if (this.timer !== undefined || oldest === undefined || this.aborted) return;
+    if (oldest === undefined && this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    // With every flush slot busy, the end of a flush pumps again; a timer would only spin.
+    const slotsBusy = this.inFlightBatches >= this.options.flushConcurrency;
+    if (this.timer !== undefined || oldest === undefined || this.aborted || slotsBusy) return;
     const delay = Math.max(0, oldest.enqueuedAt + this.options.batchMaxWaitMs - Date.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;

@@ -1,0 +1,46 @@
+import { loadConfig, type Config } from '../../src/config';
+import { startGateway, type Gateway } from '../../src/gateway';
+import type { TestDatabase } from './database';
+import { testLogger } from './logger';
+
+/** A gateway on a loopback port of its own, against a test database; stop() it in afterAll. */
+export async function startTestGateway(db: TestDatabase, env: Record<string, string> = {}): Promise<Gateway & { config: Config }> {
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATABASE_URL: db.url, BATCH_MAX_WAIT_MS: '5', ...env });
+  const gateway = await startGateway(config, db.url, testLogger);
+  return Object.assign(gateway, { config });
+}
+
+export interface JsonResponse<T = unknown> {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: T;
+}
+
+/** fetch, with the body parsed as JSON (every answer of the gateway is JSON). */
+export async function request<T = any>(url: string, init: RequestInit = {}): Promise<JsonResponse<T>> {
+  const response = await fetch(url, init);
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // left as text; the assertion will show it
+  }
+  return { status: response.status, headers: response.headers, body: body as T };
+}
+
+export function postJson<T = any>(url: string, value: unknown, headers: Record<string, string> = {}): Promise<JsonResponse<T>> {
+  return request<T>(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof value === 'string' ? value : JSON.stringify(value),
+  });
+}
+
+export function postNdjson<T = any>(
+  url: string,
+  body: string | Buffer | Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<JsonResponse<T>> {
+  return request<T>(url, { method: 'POST', headers: { 'content-type': 'application/x-ndjson', ...headers }, body });
+}

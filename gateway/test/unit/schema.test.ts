@@ -1,0 +1,119 @@
+import { checkMetric, checkNewDevice, checkNewUser } from '../../src/ingest/schema';
+
+const NOW = Date.parse('2026-06-01T12:00:00Z');
+const valid = {
+  user_id: 1,
+  device_id: 'id847-gj-335-Vow6DhCP6',
+  talked_time: 12.5,
+  microphone_used: true,
+  speaker_used: false,
+  voice_sentiment: -0.25,
+  time_recorded: '2026-05-31T10:00:00Z',
+  event_id: '9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f',
+};
+
+function pathsOf(value: unknown): string[] {
+  const check = checkMetric(value, NOW);
+  if (check.ok) return [];
+  return check.details.map((detail) => detail.path).sort();
+}
+
+describe('checkMetric', () => {
+  it('accepts a complete metric and the minimal one', () => {
+    expect(checkMetric(valid, NOW).ok).toBe(true);
+    const { user_id, talked_time, microphone_used, speaker_used, time_recorded } = valid;
+    expect(checkMetric({ user_id, talked_time, microphone_used, speaker_used, time_recorded }, NOW).ok).toBe(true);
+    expect(checkMetric({ ...valid, device_id: null, voice_sentiment: null }, NOW).ok).toBe(true);
+  });
+
+  it('refuses unknown fields such as a typo, naming them', () => {
+    const { talked_time, ...rest } = valid;
+    expect(pathsOf({ ...rest, talk_time: talked_time })).toEqual(['/talk_time', '/talked_time']);
+  });
+
+  it.each([
+    ['user_id', 0],
+    ['user_id', 2_147_483_648],
+    ['user_id', 1.5],
+    ['user_id', '1'],
+    ['talked_time', -0.001],
+    ['talked_time', '3'],
+    ['microphone_used', 'true'],
+    ['speaker_used', 1],
+    ['voice_sentiment', 'high'],
+    ['device_id', ''],
+    ['device_id', 'x'.repeat(256)],
+    ['device_id', 'nul\u0000inside'],
+    ['device_id', 'lone \ud800 surrogate'],
+    ['device_id', 42],
+    ['event_id', 'not-a-uuid'],
+    ['event_id', null],
+    ['time_recorded', '2024-02-30T10:00:00Z'],
+    ['time_recorded', '2023-02-29T10:00:00Z'],
+    ['time_recorded', '2024-01-01T24:00:00Z'],
+    ['time_recorded', '2024-01-01T10:00:60Z'],
+    ['time_recorded', '2024-01-01T10:00:00'],
+    ['time_recorded', '2024-01-01 10:00:00Z'],
+    ['time_recorded', '0000-01-01T00:00:00Z'],
+    ['time_recorded', '2024-01-01T10:00:00+24:00'],
+    ['time_recorded', '2026-06-02T12:00:01Z'],
+    ['time_recorded', NOW + 24 * 3600 * 1000 + 1],
+    ['time_recorded', 1.5e12 + 0.5],
+    ['time_recorded', -62_135_596_800_001],
+    ['time_recorded', true],
+  ])('refuses %s = %p with a pointer to it', (field, value) => {
+    expect(pathsOf({ ...valid, [field]: value })).toEqual([`/${field}`]);
+  });
+
+  it('refuses numbers that JSON.parse turns into Infinity', () => {
+    const parsed = JSON.parse('{"talked_time": 1e400, "voice_sentiment": -1e400}') as object;
+    expect(pathsOf({ ...valid, ...parsed })).toEqual(['/talked_time', '/voice_sentiment']);
+  });
+
+  it('lists every problem of a row and the missing required fields', () => {
+    expect(pathsOf({ user_id: -1 })).toEqual([
+      '/microphone_used',
+      '/speaker_used',
+      '/talked_time',
+      '/time_recorded',
+      '/user_id',
+    ]);
+    expect(pathsOf(null)).toEqual(['']);
+    expect(pathsOf([valid])).toEqual(['']);
+  });
+
+  it('accepts offsets, fractions, lower-case separators and leap days, and normalizes for PostgreSQL', () => {
+    const times: [string | number, string][] = [
+      ['2024-02-29T23:59:59.123456+05:30', '2024-02-29T23:59:59.123456+05:30'],
+      ['2024-01-01t10:00:00z', '2024-01-01T10:00:00Z'],
+      ['2026-06-02T11:59:59Z', '2026-06-02T11:59:59Z'],
+      [1_700_000_000_000, '2023-11-14T22:13:20.000Z'],
+      [0, '1970-01-01T00:00:00.000Z'],
+    ];
+    for (const [input, expected] of times) {
+      const check = checkMetric({ ...valid, time_recorded: input }, NOW);
+      expect(check).toMatchObject({ ok: true, timeRecorded: expected });
+    }
+  });
+});
+
+describe('checkNewUser and checkNewDevice', () => {
+  it('accept valid bodies', () => {
+    expect(checkNewUser({ name: 'Ada Lovelace', age: 36 }).ok).toBe(true);
+    expect(checkNewUser({ name: 'Ada', age: null }).ok).toBe(true);
+    expect(checkNewDevice({ id: 'id774-wc-935-uJq2AcOUx', type: 'Android 8.1', name: 'vivo V11i' }).ok).toBe(true);
+  });
+
+  it('refuse bad ones with pointers', () => {
+    expect(checkNewUser({ name: '', age: 200, extra: 1 })).toMatchObject({
+      ok: false,
+      details: expect.arrayContaining([
+        expect.objectContaining({ path: '/name' }),
+        expect.objectContaining({ path: '/age' }),
+        expect.objectContaining({ path: '/extra' }),
+      ]),
+    });
+    expect(checkNewDevice({ type: 'x' })).toMatchObject({ ok: false, details: [{ path: '/id' }] });
+    expect(checkNewDevice({ id: 'a\u0000b' })).toMatchObject({ ok: false, details: [{ path: '/id' }] });
+  });
+});
