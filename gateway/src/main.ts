@@ -1,17 +1,7 @@
-import path from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded';
+import { openDatabase } from './db/open-database';
 import { startGateway } from './gateway';
 import { createLogger, type Logger } from './logger';
-
-async function openDatabase(config: Config, logger: Logger): Promise<{ url: string; embedded?: EmbeddedPostgres }> {
-  if (config.databaseUrl !== undefined) return { url: config.databaseUrl };
-  const embedded = await startEmbeddedPostgres({
-    dataDir: path.join(config.dataDir, 'pg'),
-    logger: logger.child({ module: 'embedded-postgres' }),
-  });
-  return { url: embedded.url, embedded };
-}
 
 async function main(): Promise<void> {
   let config: Config;
@@ -25,7 +15,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   const database = await openDatabase(config, logger);
   const gateway = await startGateway(config, database.url, logger).catch(async (error: unknown) => {
-    await database.embedded?.stop();
+    await database.close();
     throw error;
   });
 
@@ -55,6 +45,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'signal received');
     void (async () => {
       const { lostRows } = await gateway.stop();
+      // The gateway owns its embedded server, also one it found still running after a crash.
       await database.embedded?.stop();
       process.exit(lostRows > 0 ? 1 : 0);
     })();

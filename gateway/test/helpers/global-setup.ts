@@ -1,0 +1,155 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { Pool } from 'pg';
+import { startEmbeddedPostgres } from '../../src/db/embedded';
+import { migrate } from '../../src/db/migrate';
+import {
+  TEST_RUN_ID_ENV,
+  TEST_SERVER_URL_ENV,
+  createDatabase,
+  databaseUrl,
+  dropDatabase,
+  randomId,
+  templateName,
+  withServer,
+} from './database';
+import { testLogger } from './logger';
+
+// Runs once per jest run, in the parent process, before the workers start; the workers inherit the
+// environment variables set here.
+
+interface TestServer {
+  /** A maintenance database on the server, for CREATE and DROP DATABASE. */
+  readonly url: string;
+  readonly source: string;
+  stop(): Promise<void>;
+}
+
+/** What global-teardown.ts needs. Jest runs both hooks in one process, so globalThis carries it across. */
+export interface TestRunState {
+  readonly serverUrl: string;
+  readonly runId: string;
+  stopServer(): Promise<void>;
+}
+
+const STATE_KEY = '__metricsGatewayTestRun';
+type GlobalWithState = typeof globalThis & { [STATE_KEY]?: TestRunState };
+
+export function takeTestRunState(): TestRunState | undefined {
+  const global = globalThis as GlobalWithState;
+  const state = global[STATE_KEY];
+  delete global[STATE_KEY];
+  return state;
+}
+
+export default async function globalSetup(): Promise<void> {
+  const server = await startTestServer();
+  const runId = randomId();
+  try {
+    await createTemplate(server.url, templateName(runId));
+  } catch (error) {
+    await withServer(server.url, (client) => dropDatabase(client, templateName(runId))).catch(() => undefined);
+    await server.stop();
+    throw error;
+  }
+  process.env[TEST_SERVER_URL_ENV] = server.url;
+  process.env[TEST_RUN_ID_ENV] = runId;
+  (globalThis as GlobalWithState)[STATE_KEY] = { serverUrl: server.url, runId, stopServer: () => server.stop() };
+  testLogger.info({ source: server.source, runId }, 'test database server ready');
+}
+
+/** TEST_DATABASE_URL, else DATABASE_URL, else a postgres:16 container when Docker answers, else embedded. */
+async function startTestServer(): Promise<TestServer> {
+  for (const variable of ['TEST_DATABASE_URL', 'DATABASE_URL']) {
+    const url = process.env[variable];
+    if (url) return { url, source: variable, stop: async () => undefined };
+  }
+  if (await dockerAnswers()) return startContainer();
+  return startEmbedded();
+}
+
+async function startContainer(): Promise<TestServer> {
+  // Loaded only when needed: testcontainers is large and most runs here have no Docker.
+  const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+  const container = await new PostgreSqlContainer('postgres:16').start();
+  return {
+    url: container.getConnectionUri(),
+    source: 'testcontainers postgres:16',
+    stop: async () => {
+      await container.stop();
+    },
+  };
+}
+
+async function startEmbedded(): Promise<TestServer> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mg-test-pg-'));
+  const removeDataDir = () => rm(dataDir, { recursive: true, force: true });
+  try {
+    const server = await startEmbeddedPostgres({ dataDir, logger: testLogger });
+    return {
+      url: server.url,
+      source: `embedded postgres in ${dataDir}`,
+      stop: async () => {
+        try {
+          await server.stop();
+        } finally {
+          await removeDataDir();
+        }
+      },
+    };
+  } catch (error) {
+    await removeDataDir();
+    throw error;
+  }
+}
+
+async function createTemplate(serverUrl: string, name: string): Promise<void> {
+  await withServer(serverUrl, (client) => createDatabase(client, name, 'template0'));
+  const pool = new Pool({ connectionString: databaseUrl(serverUrl, name), max: 1 });
+  try {
+    await migrate(pool, testLogger);
+  } finally {
+    await pool.end();
+  }
+}
+
+/**
+ * Whether a Docker engine answers /_ping within a second. Checked before loading testcontainers,
+ * which would otherwise take its time to find out that there is none.
+ */
+async function dockerAnswers(): Promise<boolean> {
+  const dockerHost = process.env.DOCKER_HOST;
+  if (dockerHost && !dockerHost.startsWith('unix://')) {
+    // Any HTTP answer counts, even a TLS port's complaint about plain HTTP: something is listening.
+    const { hostname, port } = new URL(dockerHost.replace(/^tcp:/, 'http:'));
+    return answersHttp({ host: hostname, port: Number(port) || 2375 });
+  }
+  const sockets = dockerHost
+    ? [dockerHost.slice('unix://'.length)]
+    : [
+        '/var/run/docker.sock',
+        path.join(os.homedir(), '.docker', 'run', 'docker.sock'),
+        ...(process.env.XDG_RUNTIME_DIR ? [path.join(process.env.XDG_RUNTIME_DIR, 'docker.sock')] : []),
+      ];
+  for (const socketPath of sockets) {
+    if (existsSync(socketPath) && (await answersHttp({ socketPath }))) return true;
+  }
+  return false;
+}
+
+function answersHttp(target: http.RequestOptions): Promise<boolean> {
+  return new Promise((resolve) => {
+    const request = http.get({ ...target, path: '/_ping', timeout: 1000 }, (response) => {
+      response.resume();
+      resolve(true);
+    });
+    request.once('timeout', () => {
+      resolve(false);
+      request.destroy();
+    });
+    request.once('error', () => resolve(false));
+  });
+}

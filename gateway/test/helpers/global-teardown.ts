@@ -1,0 +1,24 @@
+import { dropDatabase, templateName, testDatabasePrefix, withServer } from './database';
+import { takeTestRunState } from './global-setup';
+
+/** Drops this run's template, and any clone a test file left behind, then stops what setup started. */
+export default async function globalTeardown(): Promise<void> {
+  const state = takeTestRunState();
+  if (!state) return;
+  try {
+    await withServer(state.serverUrl, async (client) => {
+      const leftovers = await client.query<{ datname: string }>(
+        'SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname',
+        [testDatabasePrefix(state.runId)],
+      );
+      for (const { datname } of leftovers.rows) await dropDatabase(client, datname);
+      if (leftovers.rows.length > 0) {
+        const names = leftovers.rows.map((row) => row.datname).join(', ');
+        process.stderr.write(`test databases left behind by their test files (a missing drop()?): ${names}\n`);
+      }
+      await dropDatabase(client, templateName(state.runId));
+    });
+  } finally {
+    await state.stopServer();
+  }
+}
