@@ -22,6 +22,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`seed failed: ${error instanceof ConfigError || !(error instanceof Error) ? String(error) : error.stack}\n`);
+  process.stderr.write(
+    `seed failed: ${error instanceof ConfigError || !(error instanceof Error) ? String(error) : error.stack}\n`,
+  );
   process.exit(1);
 });

@@ -1,7 +1,7 @@
 import { ConfigError, loadConfig, type Config } from './config';
 import { openDatabase } from './db/open-database';
 import { startGateway } from './gateway';
-import { createLogger, type Logger } from './logger';
+import { createLogger } from './logger';
 
 async function main(): Promise<void> {
   let config: Config;

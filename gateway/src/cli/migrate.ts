@@ -12,7 +12,9 @@ async function main(): Promise<void> {
   const pool = createPool(database.url, 2, logger);
   try {
     const applied = await migrate(pool, logger);
-    process.stdout.write(applied.length === 0 ? 'migrations: up to date\n' : `migrations applied: ${applied.join(', ')}\n`);
+    process.stdout.write(
+      applied.length === 0 ? 'migrations: up to date\n' : `migrations applied: ${applied.join(', ')}\n`,
+    );
   } finally {
     await pool.end();
     await database.close();
@@ -20,6 +22,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`migrate failed: ${error instanceof ConfigError || !(error instanceof Error) ? String(error) : error.stack}\n`);
+  process.stderr.write(
+    `migrate failed: ${error instanceof ConfigError || !(error instanceof Error) ? String(error) : error.stack}\n`,
+  );
   process.exit(1);
 });

@@ -86,6 +86,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     url: `postgres://${SUPERUSER}@127.0.0.1:${port}/postgres`,
     port,
     dataDir,
+    reused,
     stop: shareInFlight(() => stopServer(cluster)),
   };
 }

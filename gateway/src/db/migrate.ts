@@ -52,10 +52,7 @@ export async function migrate(pool: Pool, logger: Logger): Promise<string[]> {
 
 /** Names of migrations in the folder that the database has not applied yet. */
 export async function pendingMigrations(pool: Pool, expected: readonly string[]): Promise<string[]> {
-  const exists = await pool.query<{ table: string | null }>(
-    `SELECT to_regclass($1) AS "table"`,
-    [MIGRATIONS_TABLE],
-  );
+  const exists = await pool.query<{ table: string | null }>(`SELECT to_regclass($1) AS "table"`, [MIGRATIONS_TABLE]);
   if (exists.rows[0]?.table == null) return [...expected];
   const applied = await pool.query<{ name: string }>(`SELECT name FROM ${MIGRATIONS_TABLE}`);
   const done = new Set(applied.rows.map((row) => row.name));

@@ -12,7 +12,10 @@ export interface OpenedDatabase {
 }
 
 /** `DATABASE_URL`, or else the embedded PostgreSQL with its data under `DATA_DIR`. */
-export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>, logger: Logger): Promise<OpenedDatabase> {
+export async function openDatabase(
+  config: Pick<Config, 'databaseUrl' | 'dataDir'>,
+  logger: Logger,
+): Promise<OpenedDatabase> {
   if (config.databaseUrl !== undefined) {
     return { url: config.databaseUrl, embedded: undefined, close: async () => undefined };
   }

@@ -71,7 +71,8 @@ export function adminRoutes({ pool, references }: AdminRoutesOptions): Router {
 
   router.get('/v1/devices/:id', async (req, res) => {
     const id = String(req.params.id);
-    if (id.length > 255 || id.includes('\u0000') || !id.isWellFormed()) throw new AppError('not_found', 'no such device');
+    if (id.length > 255 || id.includes('\u0000') || !id.isWellFormed())
+      throw new AppError('not_found', 'no such device');
     const { rows } = await pool.query(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE id = $1`, [id]);
     if (rows.length === 0) throw new AppError('not_found', `no device with id ${JSON.stringify(id)}`);
     res.json(rows[0]);

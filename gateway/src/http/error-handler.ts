@@ -30,7 +30,10 @@ function toAppError(thrown: unknown): AppError {
   const type = (thrown as { type?: unknown } | null)?.type;
   if (typeof type === 'string' && BODY_PARSER_ERRORS[type] !== undefined) {
     const code = BODY_PARSER_ERRORS[type];
-    return new AppError(code, code === 'invalid_json' ? `the body is not valid JSON: ${(thrown as Error).message}` : undefined);
+    return new AppError(
+      code,
+      code === 'invalid_json' ? `the body is not valid JSON: ${(thrown as Error).message}` : undefined,
+    );
   }
   if (isDatabaseUnavailable(thrown)) {
     return new AppError('unavailable', undefined, [], 5, { cause: thrown });

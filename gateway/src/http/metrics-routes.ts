@@ -33,7 +33,10 @@ export function metricsRoutes({ intake, metricMaxBytes }: MetricsRoutesOptions):
       res.status(wait ? 200 : 202).json(body);
     } catch (error) {
       if (isGzipError(error)) {
-        throw new AppError('invalid_json', `the body is not valid gzip (${(error as Error).message}); lines before the damage were taken`);
+        throw new AppError(
+          'invalid_json',
+          `the body is not valid gzip (${(error as Error).message}); lines before the damage were taken`,
+        );
       }
       throw error;
     }

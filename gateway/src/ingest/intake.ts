@@ -47,7 +47,8 @@ function notCommittedInTime(rows: number): AppError {
 
 function referenceDetails(metric: Metric, missing: MissingReferences): ErrorDetail[] {
   const details: ErrorDetail[] = [];
-  if (missing.users.has(metric.user_id)) details.push({ path: '/user_id', message: `no user with id ${metric.user_id}` });
+  if (missing.users.has(metric.user_id))
+    details.push({ path: '/user_id', message: `no user with id ${metric.user_id}` });
   if (metric.device_id != null && missing.devices.has(metric.device_id)) {
     details.push({ path: '/device_id', message: `no device with id ${JSON.stringify(metric.device_id)}` });
   }
@@ -71,10 +72,7 @@ export class MetricIntake {
       throw new AppError('validation_failed', 'the metric does not match the schema', check.details);
     }
     const { metric, timeRecorded } = check;
-    const missing = await references.findMissing(
-      [metric.user_id],
-      metric.device_id == null ? [] : [metric.device_id],
-    );
+    const missing = await references.findMissing([metric.user_id], metric.device_id == null ? [] : [metric.device_id]);
     const unknown = referenceDetails(metric, missing);
     if (unknown.length > 0) {
       this.options.onRefused?.(1, 'unknown_reference');

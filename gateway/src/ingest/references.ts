@@ -51,7 +51,9 @@ export class ReferenceCache {
         : this.pool.query<{ id: number }>('SELECT id FROM users WHERE id = ANY($1::int[])', [[...unknownUsers]]),
       unknownDevices.size === 0
         ? undefined
-        : this.pool.query<{ id: string }>('SELECT id FROM devices WHERE id = ANY($1::varchar[])', [[...unknownDevices]]),
+        : this.pool.query<{ id: string }>('SELECT id FROM devices WHERE id = ANY($1::varchar[])', [
+            [...unknownDevices],
+          ]),
     ]);
     for (const { id } of users?.rows ?? []) {
       unknownUsers.delete(id);

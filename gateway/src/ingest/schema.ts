@@ -43,7 +43,10 @@ export const metricSchema = {
   properties: {
     user_id: { type: 'integer', minimum: 1, maximum: INT4_MAX, description: 'an existing user' },
     device_id: {
-      type: ['string', 'null'], minLength: 1, maxLength: 255, ...storableText,
+      type: ['string', 'null'],
+      minLength: 1,
+      maxLength: 255,
+      ...storableText,
       description: 'an existing device, when present',
     },
     talked_time: { type: 'number', minimum: 0, description: 'seconds of recording' },
@@ -134,7 +137,8 @@ export function checkMetric(value: unknown, nowMs: number): MetricCheck {
   return { ok: true, metric: value, timeRecorded: time.text };
 }
 
-export type Check<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly details: ErrorDetail[] };
+export type Check<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly details: ErrorDetail[] };
 
 export function checkNewUser(value: unknown): Check<NewUser> {
   return compiledUser(value) ? { ok: true, value } : { ok: false, details: details(compiledUser.errors) };

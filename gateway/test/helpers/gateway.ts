@@ -4,7 +4,10 @@ import type { TestDatabase } from './database';
 import { testLogger } from './logger';
 
 /** A gateway on a loopback port of its own, against a test database; stop() it in afterAll. */
-export async function startTestGateway(db: TestDatabase, env: Record<string, string> = {}): Promise<Gateway & { config: Config }> {
+export async function startTestGateway(
+  db: TestDatabase,
+  env: Record<string, string> = {},
+): Promise<Gateway & { config: Config }> {
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATABASE_URL: db.url, BATCH_MAX_WAIT_MS: '5', ...env });
   const gateway = await startGateway(config, db.url, testLogger);
   return Object.assign(gateway, { config });
@@ -29,7 +32,11 @@ export async function request<T = any>(url: string, init: RequestInit = {}): Pro
   return { status: response.status, headers: response.headers, body: body as T };
 }
 
-export function postJson<T = any>(url: string, value: unknown, headers: Record<string, string> = {}): Promise<JsonResponse<T>> {
+export function postJson<T = any>(
+  url: string,
+  value: unknown,
+  headers: Record<string, string> = {},
+): Promise<JsonResponse<T>> {
   return request<T>(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },

@@ -61,7 +61,10 @@ it('stores the good rows of a batch and records the row whose user was deleted m
 it('lands a queued (wait=false) row that PostgreSQL refuses in rejected_metrics', async () => {
   await warmCache([14]);
   await db.pool.query('DELETE FROM users WHERE id = 14');
-  const response = await postJson(`${gateway.url}/v1/metrics?wait=false`, metric(14, { device_id: null, talked_time: 7 }));
+  const response = await postJson(
+    `${gateway.url}/v1/metrics?wait=false`,
+    metric(14, { device_id: null, talked_time: 7 }),
+  );
   expect(response.status).toBe(202);
   await gateway.batcher.drain();
   expect(await count(`SELECT count(*) AS n FROM rejected_metrics WHERE payload->>'user_id' = '14'`)).toBe(1);
@@ -78,7 +81,11 @@ it('reports refused lines of a bulk upload by line number and stores the rest', 
     accepted: 4,
     rejected: 2,
     errors: [
-      { line: 2, error: 'unknown_reference', details: [expect.objectContaining({ message: expect.stringContaining('foreign key') })] },
+      {
+        line: 2,
+        error: 'unknown_reference',
+        details: [expect.objectContaining({ message: expect.stringContaining('foreign key') })],
+      },
       { line: 4, error: 'unknown_reference', details: [expect.any(Object)] },
     ],
   });

@@ -20,7 +20,9 @@ afterAll(async () => {
   await db?.drop();
 });
 
-function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+function startProcess(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   const child = spawn(process.execPath, [MAIN], {
     env: { ...process.env, DATABASE_URL: db.url, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -54,7 +56,13 @@ it('flushes every buffered row on SIGTERM and exits 0', async () => {
   const { child, url, output } = await startProcess({ BATCH_MAX_WAIT_MS: '60000', BATCH_MAX_ROWS: '100000' });
   const rows = 3000;
   const body = Array.from({ length: rows }, (_, i) =>
-    JSON.stringify({ user_id: 1, talked_time: i, microphone_used: true, speaker_used: true, time_recorded: 1_700_000_000_000 + i }),
+    JSON.stringify({
+      user_id: 1,
+      talked_time: i,
+      microphone_used: true,
+      speaker_used: true,
+      time_recorded: 1_700_000_000_000 + i,
+    }),
   ).join('\n');
   const response = await postNdjson(`${url}/v1/metrics/bulk?wait=false`, body);
   expect(response).toMatchObject({ status: 202, body: { accepted: rows } });
@@ -64,7 +72,9 @@ it('flushes every buffered row on SIGTERM and exits 0', async () => {
   const exited = exitOf(child);
   child.kill('SIGTERM');
   expect(await exited).toBe(0);
-  const { rows: after } = await db.pool.query('SELECT count(*)::int AS n, sum(talked_time)::bigint AS total FROM user_metrics');
+  const { rows: after } = await db.pool.query(
+    'SELECT count(*)::int AS n, sum(talked_time)::bigint AS total FROM user_metrics',
+  );
   expect(after[0]).toEqual({ n: rows, total: String((rows * (rows - 1)) / 2) });
   expect(output()).toContain('"lostRows":0');
 });

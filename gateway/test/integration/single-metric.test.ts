@@ -104,7 +104,10 @@ describe('POST /v1/metrics', () => {
     const user = await postJson(`${gateway.url}/v1/metrics`, { ...metric, user_id: 404 });
     expect(user).toMatchObject({ status: 422, body: { error: 'unknown_reference', details: [{ path: '/user_id' }] } });
     const device = await postJson(`${gateway.url}/v1/metrics`, { ...metric, device_id: 'no-such-device' });
-    expect(device).toMatchObject({ status: 422, body: { error: 'unknown_reference', details: [{ path: '/device_id' }] } });
+    expect(device).toMatchObject({
+      status: 422,
+      body: { error: 'unknown_reference', details: [{ path: '/device_id' }] },
+    });
   });
 
   it('accepts a user registered a moment ago by someone else', async () => {
@@ -119,7 +122,10 @@ describe('POST /v1/metrics', () => {
     ['a JSON array', 400, 'validation_failed', '[1,2]'],
   ])('answers %s with %d %s', async (_name, status, error, body) => {
     const response = await postJson(`${gateway.url}/v1/metrics`, body);
-    expect(response).toMatchObject({ status, body: { error, message: expect.any(String), details: expect.any(Array) } });
+    expect(response).toMatchObject({
+      status,
+      body: { error, message: expect.any(String), details: expect.any(Array) },
+    });
   });
 
   it('answers 415 for another Content-Type and 413 for a body over METRIC_MAX_BYTES', async () => {
@@ -135,7 +141,10 @@ describe('POST /v1/metrics', () => {
 
   it('answers 400 for a bad ?wait value', async () => {
     const response = await postJson(`${gateway.url}/v1/metrics?wait=perhaps`, metric);
-    expect(response).toMatchObject({ status: 400, body: { error: 'validation_failed', details: [{ path: '/query/wait' }] } });
+    expect(response).toMatchObject({
+      status: 400,
+      body: { error: 'validation_failed', details: [{ path: '/query/wait' }] },
+    });
   });
 
   it('answers unknown routes with a JSON 404', async () => {

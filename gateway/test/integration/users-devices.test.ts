@@ -48,9 +48,15 @@ describe('users', () => {
   });
 
   it('answers 404 for a missing user and 400 for an id that is no int4', async () => {
-    expect(await request(`${gateway.url}/v1/users/999999`)).toMatchObject({ status: 404, body: { error: 'not_found' } });
+    expect(await request(`${gateway.url}/v1/users/999999`)).toMatchObject({
+      status: 404,
+      body: { error: 'not_found' },
+    });
     for (const id of ['abc', '0', '2147483648', '1.5', '-3']) {
-      expect(await request(`${gateway.url}/v1/users/${id}`)).toMatchObject({ status: 400, body: { error: 'validation_failed' } });
+      expect(await request(`${gateway.url}/v1/users/${id}`)).toMatchObject({
+        status: 400,
+        body: { error: 'validation_failed' },
+      });
     }
   });
 });
@@ -80,7 +86,10 @@ describe('devices', () => {
   it('refuses invalid devices and answers 404 for unknown ones', async () => {
     expect(await postJson(`${gateway.url}/v1/devices`, { id: '' })).toMatchObject({ status: 400 });
     expect(await postJson(`${gateway.url}/v1/devices`, { id: 'x'.repeat(256) })).toMatchObject({ status: 400 });
-    expect(await request(`${gateway.url}/v1/devices/nope`)).toMatchObject({ status: 404, body: { error: 'not_found' } });
+    expect(await request(`${gateway.url}/v1/devices/nope`)).toMatchObject({
+      status: 404,
+      body: { error: 'not_found' },
+    });
   });
 });
 

@@ -8,7 +8,13 @@ const logger = pino({ level: 'silent' });
 
 function row(userId: number): string {
   return encodeMetricRow(
-    { user_id: userId, talked_time: 1, microphone_used: true, speaker_used: false, time_recorded: '2024-01-01T00:00:00Z' },
+    {
+      user_id: userId,
+      talked_time: 1,
+      microphone_used: true,
+      speaker_used: false,
+      time_recorded: '2024-01-01T00:00:00Z',
+    },
     '2024-01-01T00:00:00Z',
     '2026-01-01T00:00:00.000Z',
   );
@@ -33,7 +39,8 @@ class FakeWriter implements MetricsWriter {
       this.transientFailures -= 1;
       throw dbError('57P01', 'terminating connection due to administrator command');
     }
-    if (rows.some((r) => this.refusedUsers.has(Number(r.split('\t')[0])))) throw dbError('23503', 'violates foreign key');
+    if (rows.some((r) => this.refusedUsers.has(Number(r.split('\t')[0]))))
+      throw dbError('23503', 'violates foreign key');
     this.batches.push([...rows]);
   }
 
@@ -102,7 +109,11 @@ describe('Batcher', () => {
     const batcher = makeBatcher(writer);
     const ticket = new IngestTicket();
     const users = range(1, 11);
-    batcher.append(users.map(row), ticket, users.map((u) => u * 100));
+    batcher.append(
+      users.map(row),
+      ticket,
+      users.map((u) => u * 100),
+    );
     ticket.seal();
     expect(await ticket.settledWithin(1000)).toBe(true);
     expect(writer.stored.sort((a, b) => a - b)).toEqual([1, 2, 4, 5, 6, 7, 9, 10]);

@@ -30,13 +30,19 @@ describe('encodeMetricRow', () => {
   });
 
   it('writes \\N for absent and null optional fields', () => {
-    const row = encodeMetricRow({ ...metric, device_id: null, voice_sentiment: undefined, event_id: undefined }, 'T', RECEIVED);
+    const row = encodeMetricRow(
+      { ...metric, device_id: null, voice_sentiment: undefined, event_id: undefined },
+      'T',
+      RECEIVED,
+    );
     expect(row).toBe('7\t\\N\t0.30000000000000004\tt\tf\t\\N\tT\t\\N\t2026-01-01T00:00:00.000Z\n');
   });
 
   it('round-trips through decodeMetricRow, odd strings included', () => {
     for (const deviceId of ['tab\there', 'new\nline', 'back\\slash', '\\N', 'quote"\'', 'ünï 🎙', '\r\n\t\\']) {
-      const decoded = decodeMetricRow(encodeMetricRow({ ...metric, device_id: deviceId }, metric.time_recorded as string, RECEIVED));
+      const decoded = decodeMetricRow(
+        encodeMetricRow({ ...metric, device_id: deviceId }, metric.time_recorded as string, RECEIVED),
+      );
       expect(decoded).toEqual({ metric: { ...metric, device_id: deviceId }, receivedAt: RECEIVED });
     }
   });
@@ -44,6 +50,8 @@ describe('encodeMetricRow', () => {
   it('tells rows with an event_id from rows without', () => {
     expect(hasEventId(encodeMetricRow(metric, 'T', RECEIVED))).toBe(true);
     expect(hasEventId(encodeMetricRow({ ...metric, event_id: undefined }, 'T', RECEIVED))).toBe(false);
-    expect(hasEventId(encodeMetricRow({ ...metric, device_id: '\\N', event_id: undefined }, 'T', RECEIVED))).toBe(false);
+    expect(hasEventId(encodeMetricRow({ ...metric, device_id: '\\N', event_id: undefined }, 'T', RECEIVED))).toBe(
+      false,
+    );
   });
 });

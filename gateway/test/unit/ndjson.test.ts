@@ -1,9 +1,15 @@
 import { NdjsonLineSplitter, type BadLineReason } from '../../src/ingest/ndjson';
 
-function split(chunks: (string | Buffer)[], maxLineBytes = 1024): { lines: [number, string][]; bad: [number, BadLineReason][] } {
+function split(
+  chunks: (string | Buffer)[],
+  maxLineBytes = 1024,
+): { lines: [number, string][]; bad: [number, BadLineReason][] } {
   const lines: [number, string][] = [];
   const bad: [number, BadLineReason][] = [];
-  const sink = { line: (n: number, text: string) => lines.push([n, text]), badLine: (n: number, r: BadLineReason) => bad.push([n, r]) };
+  const sink = {
+    line: (n: number, text: string) => lines.push([n, text]),
+    badLine: (n: number, r: BadLineReason) => bad.push([n, r]),
+  };
   const splitter = new NdjsonLineSplitter(maxLineBytes);
   for (const chunk of chunks) splitter.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk, sink);
   splitter.end(sink);
@@ -12,35 +18,75 @@ function split(chunks: (string | Buffer)[], maxLineBytes = 1024): { lines: [numb
 
 describe('NdjsonLineSplitter', () => {
   it('numbers lines from 1, counting blank ones, with or without a final newline', () => {
-    expect(split(['a\n\nb\n   \nc'])).toEqual({ lines: [[1, 'a'], [3, 'b'], [5, 'c']], bad: [] });
-    expect(split(['a\nb\n'])).toEqual({ lines: [[1, 'a'], [2, 'b']], bad: [] });
+    expect(split(['a\n\nb\n   \nc'])).toEqual({
+      lines: [
+        [1, 'a'],
+        [3, 'b'],
+        [5, 'c'],
+      ],
+      bad: [],
+    });
+    expect(split(['a\nb\n'])).toEqual({
+      lines: [
+        [1, 'a'],
+        [2, 'b'],
+      ],
+      bad: [],
+    });
     expect(split([''])).toEqual({ lines: [], bad: [] });
   });
 
   it('takes CRLF line ends and drops a leading byte-order mark', () => {
-    expect(split(['\ufeff{"a":1}\r\n{"b":2}\r\n'])).toEqual({ lines: [[1, '{"a":1}'], [2, '{"b":2}']], bad: [] });
+    expect(split(['\ufeff{"a":1}\r\n{"b":2}\r\n'])).toEqual({
+      lines: [
+        [1, '{"a":1}'],
+        [2, '{"b":2}'],
+      ],
+      bad: [],
+    });
   });
 
   it('joins lines and multi-byte characters split across chunks', () => {
     const bytes = Buffer.from('{"name":"ünï🎙"}\n{"x":1}\n');
     const chunks = [...bytes].map((byte) => Buffer.from([byte]));
-    expect(split(chunks).lines).toEqual([[1, '{"name":"ünï🎙"}'], [2, '{"x":1}']]);
+    expect(split(chunks).lines).toEqual([
+      [1, '{"name":"ünï🎙"}'],
+      [2, '{"x":1}'],
+    ]);
   });
 
   it('reports an over-long line once, skips it without buffering it, and goes on', () => {
     const long = 'x'.repeat(50);
-    expect(split([`ok\n${long}\nok2\n`], 10)).toEqual({ lines: [[1, 'ok'], [3, 'ok2']], bad: [[2, 'too_long']] });
+    expect(split([`ok\n${long}\nok2\n`], 10)).toEqual({
+      lines: [
+        [1, 'ok'],
+        [3, 'ok2'],
+      ],
+      bad: [[2, 'too_long']],
+    });
     // The same line arriving in small pieces, and as the last line without a newline.
-    expect(split(['ok\n', long.slice(0, 20), long.slice(20), '\nok2'], 10)).toEqual({ lines: [[1, 'ok'], [3, 'ok2']], bad: [[2, 'too_long']] });
+    expect(split(['ok\n', long.slice(0, 20), long.slice(20), '\nok2'], 10)).toEqual({
+      lines: [
+        [1, 'ok'],
+        [3, 'ok2'],
+      ],
+      bad: [[2, 'too_long']],
+    });
     expect(split(['ok\n', long], 10)).toEqual({ lines: [[1, 'ok']], bad: [[2, 'too_long']] });
   });
 
   it('reports invalid UTF-8 per line', () => {
     const chunk = Buffer.concat([Buffer.from('good\n'), Buffer.from([0xc3, 0x28]), Buffer.from('\nalso good\n')]);
-    expect(split([chunk])).toEqual({ lines: [[1, 'good'], [3, 'also good']], bad: [[2, 'invalid_utf8']] });
+    expect(split([chunk])).toEqual({
+      lines: [
+        [1, 'good'],
+        [3, 'also good'],
+      ],
+      bad: [[2, 'invalid_utf8']],
+    });
   });
 
-  it('does not keep a reference to the caller\'s chunk', () => {
+  it("does not keep a reference to the caller's chunk", () => {
     const chunk = Buffer.from('{"partial":');
     const lines: string[] = [];
     const splitter = new NdjsonLineSplitter(100);
