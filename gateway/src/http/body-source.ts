@@ -22,8 +22,8 @@ export function assertJson(req: Request): void {
   }
 }
 
-/** The request body as a stream of bytes, gunzipped when `Content-Encoding: gzip`. */
-export function decodedBody(req: Request): Readable {
+/** The request body as chunks of bytes, gunzipped when `Content-Encoding: gzip`. */
+export function decodedBody(req: Request): AsyncIterable<Buffer> {
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
   if (encoding === 'identity' || encoding === '') return req;
   if (encoding !== 'gzip' && encoding !== 'x-gzip') {
@@ -31,11 +31,20 @@ export function decodedBody(req: Request): Readable {
   }
   const gunzip = createGunzip();
   req.on('error', (error) => gunzip.destroy(error));
-  return req.pipe(gunzip);
+  return gunzipped(req.pipe(gunzip));
+}
+
+async function* gunzipped(stream: Readable): AsyncGenerator<Buffer> {
+  try {
+    yield* stream;
+  } catch (error) {
+    if (!isGzipError(error)) throw error;
+    throw new AppError('invalid_json', `the body is not valid gzip (${(error as Error).message})`);
+  }
 }
 
 /** zlib's errors for a corrupt or truncated stream. */
-export function isGzipError(error: unknown): boolean {
+function isGzipError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('Z_');
 }

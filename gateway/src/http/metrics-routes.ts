@@ -1,7 +1,6 @@
 import express, { Router } from 'express';
-import { AppError } from '../errors';
 import type { MetricIntake } from '../ingest/intake';
-import { assertJson, assertNdjson, decodedBody, isGzipError } from './body-source';
+import { assertJson, assertNdjson, decodedBody } from './body-source';
 import { waitParam } from './wait-param';
 
 export interface MetricsRoutesOptions {
@@ -28,18 +27,8 @@ export function metricsRoutes({ intake, metricMaxBytes }: MetricsRoutesOptions):
   router.post('/v1/metrics/bulk', async (req, res) => {
     assertNdjson(req);
     const wait = waitParam(req);
-    try {
-      const body = await intake.acceptBulk(decodedBody(req), wait);
-      res.status(wait ? 200 : 202).json(body);
-    } catch (error) {
-      if (isGzipError(error)) {
-        throw new AppError(
-          'invalid_json',
-          `the body is not valid gzip (${(error as Error).message}); lines before the damage were taken`,
-        );
-      }
-      throw error;
-    }
+    const body = await intake.acceptBulk(decodedBody(req), wait);
+    res.status(wait ? 200 : 202).json(body);
   });
 
   return router;

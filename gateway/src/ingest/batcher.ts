@@ -129,9 +129,9 @@ export class Batcher {
 
   /** Writes out everything buffered now; resolves when nothing is queued or in flight. */
   async drain(): Promise<void> {
+    if (this.depth === 0) return;
     this.draining = true;
     this.pump();
-    if (this.depth === 0) return;
     await new Promise<void>((resolve) => this.idleWaiters.add(resolve));
   }
 
@@ -216,6 +216,7 @@ export class Batcher {
       for (const wake of this.roomWaiters) wake();
       this.pump();
       if (this.depth === 0) {
+        this.draining = false;
         for (const resolve of this.idleWaiters) resolve();
         this.idleWaiters.clear();
       }

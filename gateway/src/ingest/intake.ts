@@ -103,9 +103,13 @@ export class MetricIntake {
    */
   async acceptBulk(source: AsyncIterable<Buffer>, wait: boolean): Promise<BulkBody> {
     const upload = new BulkUpload(this.options, wait ? new IngestTicket() : undefined);
-    for await (const chunk of source) {
-      upload.splitter.push(chunk, upload);
-      await upload.flushChunk();
+    try {
+      for await (const chunk of source) {
+        upload.splitter.push(chunk, upload);
+        await upload.flushChunk();
+      }
+    } catch (error) {
+      throw upload.interrupted(error);
     }
     upload.splitter.end(upload);
     await upload.flushChunk();
@@ -117,6 +121,8 @@ export class MetricIntake {
 class BulkUpload implements LineSink {
   readonly splitter: NdjsonLineSplitter;
   private readonly result: BulkBody = { accepted: 0, rejected: 0, errors: [] };
+  /** The current chunk's bad lines; references are checked after parsing, so they come in out of order. */
+  private chunkErrors: LineError[] = [];
   private metrics: Metric[] = [];
   private times: string[] = [];
   private lines: number[] = [];
@@ -161,7 +167,10 @@ class BulkUpload implements LineSink {
     this.lines = [];
     this.now = Date.now();
     this.receivedAt = new Date(this.now).toISOString();
-    if (metrics.length === 0) return;
+    if (metrics.length === 0) {
+      this.listChunkErrors();
+      return;
+    }
 
     const deviceIds: string[] = [];
     for (const metric of metrics) if (metric.device_id != null) deviceIds.push(metric.device_id);
@@ -184,6 +193,7 @@ class BulkUpload implements LineSink {
       rows.push(encodeMetricRow(metric, times[i] as string, this.receivedAt));
       rowLines.push(lines[i] as number);
     }
+    this.listChunkErrors();
     if (rows.length === 0) return;
 
     const { batcher, bulkBackpressureTimeoutMs } = this.options;
@@ -221,9 +231,33 @@ class BulkUpload implements LineSink {
     return result;
   }
 
+  /**
+   * The body failed part-way (a corrupt gzip stream is a 400 from the source): the answer says how
+   * far it got, since the lines before were already taken.
+   */
+  interrupted(error: unknown): unknown {
+    if (!(error instanceof AppError) || error.status !== 400) return error;
+    const line = this.splitter.linesSeen + 1;
+    const { accepted } = this.result;
+    return new AppError(error.code, `${error.message}; the ${accepted} valid lines before line ${line} were taken`, [
+      ...error.details,
+      { path: '', message: 'the body broke off here', line, accepted },
+    ]);
+  }
+
   private refuse(line: number, error: ErrorCode, details: readonly ErrorDetail[]): void {
     this.result.rejected += 1;
     this.options.onRefused?.(1, error);
-    if (this.result.errors.length < MAX_LISTED_ERRORS) this.result.errors.push({ line, error, details });
+    // Not capped here: a chunk is small, and its errors are only in line order once sorted.
+    if (this.result.errors.length < MAX_LISTED_ERRORS) this.chunkErrors.push({ line, error, details });
+  }
+
+  private listChunkErrors(): void {
+    if (this.chunkErrors.length === 0) return;
+    this.chunkErrors.sort((a, b) => a.line - b.line);
+    for (const error of this.chunkErrors) {
+      if (this.result.errors.length < MAX_LISTED_ERRORS) this.result.errors.push(error);
+    }
+    this.chunkErrors = [];
   }
 }

@@ -24,7 +24,12 @@ export class NdjsonLineSplitter {
   private skipping = false;
   private lineNumber = 0;
 
-  constructor(private readonly maxLineBytes: number) {}
+  /** The limit on a raw line: one byte more than the content's, for the CR of a CRLF ending. */
+  private readonly maxRawBytes: number;
+
+  constructor(private readonly maxLineBytes: number) {
+    this.maxRawBytes = maxLineBytes + 1;
+  }
 
   /** How many lines (blank ones included) have ended so far. */
   get linesSeen(): number {
@@ -40,7 +45,7 @@ export class NdjsonLineSplitter {
       this.lineNumber += 1;
       if (this.skipping) {
         this.skipping = false;
-      } else if (this.carryBytes + (end - start) > this.maxLineBytes) {
+      } else if (this.carryBytes + (end - start) > this.maxRawBytes) {
         sink.badLine(this.lineNumber, 'too_long');
       } else {
         const piece = data.subarray(start, end);
@@ -52,7 +57,7 @@ export class NdjsonLineSplitter {
     }
     if (start < data.length && !this.skipping) {
       const rest = data.subarray(start);
-      if (this.carryBytes + rest.length > this.maxLineBytes) {
+      if (this.carryBytes + rest.length > this.maxRawBytes) {
         sink.badLine(this.lineNumber + 1, 'too_long');
         this.skipping = true;
         this.carry = [];
@@ -84,6 +89,10 @@ export class NdjsonLineSplitter {
     const length = bytes.length > 0 && bytes[bytes.length - 1] === CARRIAGE_RETURN ? bytes.length - 1 : bytes.length;
     const bomLength = this.lineNumber === 1 && bytes.subarray(0, BOM.length).equals(BOM) ? BOM.length : 0;
     const line = bytes.subarray(bomLength, Math.max(bomLength, length));
+    if (length > this.maxLineBytes) {
+      sink.badLine(this.lineNumber, 'too_long');
+      return;
+    }
     if (!isUtf8(line)) {
       sink.badLine(this.lineNumber, 'invalid_utf8');
       return;

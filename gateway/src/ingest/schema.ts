@@ -1,5 +1,4 @@
 import Ajv2020, { type ErrorObject } from 'ajv/dist/2020';
-import addFormats from 'ajv-formats';
 import type { ErrorDetail } from '../errors';
 import { EARLIEST_EPOCH_MS, checkTimeRecorded, isRfc3339 } from './time';
 
@@ -59,7 +58,12 @@ export const metricSchema = {
       minimum: EARLIEST_EPOCH_MS,
       description: 'RFC 3339 with offset or Z, or epoch milliseconds; at most 24 h in the future',
     },
-    event_id: { type: 'string', format: 'uuid', description: 'idempotency key, unique per user' },
+    event_id: {
+      type: 'string',
+      // The form PostgreSQL's uuid type reads; ajv-formats' "uuid" also allows a "urn:uuid:" prefix.
+      pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+      description: 'idempotency key (a UUID), unique per user',
+    },
   },
 } as const;
 
@@ -87,7 +91,6 @@ export const newDeviceSchema = {
 } as const;
 
 const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
-addFormats(ajv, ['uuid']);
 ajv.addFormat('rfc3339-instant', { type: 'string', validate: isRfc3339 });
 ajv.addKeyword({
   keyword: 'x-storable-text',
@@ -101,21 +104,30 @@ const compiledMetric = ajv.compile<Metric>(metricSchema);
 const compiledUser = ajv.compile<NewUser>(newUserSchema);
 const compiledDevice = ajv.compile<NewDevice>(newDeviceSchema);
 
+/** A property name as a JSON-pointer segment (RFC 6901). */
+function pointerSegment(name: unknown): string {
+  return String(name).replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
 function describe(error: ErrorObject): ErrorDetail {
   switch (error.keyword) {
     case 'additionalProperties':
       return {
-        path: `${error.instancePath}/${String(error.params.additionalProperty)}`,
+        path: `${error.instancePath}/${pointerSegment(error.params.additionalProperty)}`,
         message: 'is not a known field',
       };
     case 'required':
-      return { path: `${error.instancePath}/${String(error.params.missingProperty)}`, message: 'is required' };
+      return { path: `${error.instancePath}/${pointerSegment(error.params.missingProperty)}`, message: 'is required' };
     case 'x-storable-text':
       return { path: error.instancePath, message: 'must not contain NUL characters or unpaired surrogates' };
     case 'format':
       return error.params.format === 'rfc3339-instant'
         ? { path: error.instancePath, message: 'must be an RFC 3339 timestamp with an offset, or epoch milliseconds' }
         : { path: error.instancePath, message: `must be a ${String(error.params.format)}` };
+    case 'pattern':
+      return error.instancePath.endsWith('/event_id')
+        ? { path: error.instancePath, message: 'must be a UUID such as 0f8fad5b-d9cb-469f-a165-70867728950e' }
+        : { path: error.instancePath, message: error.message ?? 'is invalid' };
     default:
       return { path: error.instancePath, message: error.message ?? 'is invalid' };
   }

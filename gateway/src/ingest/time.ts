@@ -31,7 +31,8 @@ export function parseRfc3339(text: string): number | undefined {
   if (m[8] === undefined) {
     const offsetHours = Number(m[10]);
     const offsetMins = Number(m[11]);
-    if (offsetHours > 23 || offsetMins > 59) return undefined;
+    // RFC 3339 allows offsets up to 23:59, PostgreSQL up to 15:59; real zones span -12:00 to +14:00.
+    if (offsetHours > 15 || offsetMins > 59) return undefined;
     offsetMinutes = (m[9] === '-' ? -1 : 1) * (offsetHours * 60 + offsetMins);
   }
   const fractionMs = m[7] === undefined ? 0 : Number(m[7]) * 1000;

@@ -75,6 +75,16 @@ describe('NdjsonLineSplitter', () => {
     expect(split(['ok\n', long], 10)).toEqual({ lines: [[1, 'ok']], bad: [[2, 'too_long']] });
   });
 
+  it('does not count the CR of a CRLF ending against the limit', () => {
+    expect(split(['0123456789\r\n0123456789\n01234567890\r\n'], 10)).toEqual({
+      lines: [
+        [1, '0123456789'],
+        [2, '0123456789'],
+      ],
+      bad: [[3, 'too_long']],
+    });
+  });
+
   it('reports invalid UTF-8 per line', () => {
     const chunk = Buffer.concat([Buffer.from('good\n'), Buffer.from([0xc3, 0x28]), Buffer.from('\nalso good\n')]);
     expect(split([chunk])).toEqual({

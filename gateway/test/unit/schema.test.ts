@@ -56,6 +56,9 @@ describe('checkMetric', () => {
     ['time_recorded', '2024-01-01 10:00:00Z'],
     ['time_recorded', '0000-01-01T00:00:00Z'],
     ['time_recorded', '2024-01-01T10:00:00+24:00'],
+    ['time_recorded', '2024-01-01T10:00:00-16:00'],
+    ['event_id', 'urn:uuid:9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f'],
+    ['event_id', '{9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f}'],
     ['time_recorded', '2026-06-02T12:00:01Z'],
     ['time_recorded', NOW + 24 * 3600 * 1000 + 1],
     ['time_recorded', 1.5e12 + 0.5],
@@ -68,6 +71,10 @@ describe('checkMetric', () => {
   it('refuses numbers that JSON.parse turns into Infinity', () => {
     const parsed = JSON.parse('{"talked_time": 1e400, "voice_sentiment": -1e400}') as object;
     expect(pathsOf({ ...valid, ...parsed })).toEqual(['/talked_time', '/voice_sentiment']);
+  });
+
+  it('escapes unknown field names in JSON pointers', () => {
+    expect(pathsOf({ ...valid, 'a/b~c': 1 })).toEqual(['/a~1b~0c']);
   });
 
   it('lists every problem of a row and the missing required fields', () => {
