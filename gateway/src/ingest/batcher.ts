@@ -206,7 +206,7 @@ export class Batcher {
       await this.writeRange(batch, 0, batch.rows.length);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.options.observer?.flushed?.(batch.rows.length, seconds);
-      this.options.logger.debug({ rows: batch.rows.length, ms: Math.round(seconds * 1000) }, 'batch flushed');
+      this.options.logger.info({ rows: batch.rows.length, ms: Math.round(seconds * 1000) }, 'batch flushed');
     } catch (error) {
       // Only an abort gets here; the rows are counted as lost by abort()'s caller.
       this.options.logger.error({ err: error, rows: batch.rows.length }, 'batch abandoned');
