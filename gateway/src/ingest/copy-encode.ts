@@ -68,8 +68,13 @@ export function decodeMetricRow(row: string): DecodedRow {
   return { metric, receivedAt: receivedAt ?? new Date().toISOString() };
 }
 
+// received_at, the last field, is always Date#toISOString(): 24 characters, then the newline.
+const RECEIVED_AT_TAIL = 24 + 1;
+
 /** Whether an encoded row carries an event_id: such rows take the idempotent insert path. */
 export function hasEventId(row: string): boolean {
-  // event_id is the field before received_at, the last one; without a value it is \N.
-  return !row.startsWith('\t\\N\t', row.lastIndexOf('\t') - 3);
+  // event_id is the field before received_at; without a value it is \N.
+  const tab = row.length - RECEIVED_AT_TAIL - 1;
+  const lastTab = row.charCodeAt(tab) === 9 ? tab : row.lastIndexOf('\t');
+  return !row.startsWith('\t\\N\t', lastTab - 3);
 }

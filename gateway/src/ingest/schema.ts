@@ -1,6 +1,6 @@
 import Ajv2020, { type ErrorObject } from 'ajv/dist/2020';
 import type { ErrorDetail } from '../errors';
-import { EARLIEST_EPOCH_MS, checkTimeRecorded, isRfc3339 } from './time';
+import { EARLIEST_EPOCH_MS, checkTimeRecorded, looksLikeRfc3339 } from './time';
 
 /** A metric as clients send it (snake_case, exactly the contract's fields). */
 export interface Metric {
@@ -91,7 +91,7 @@ export const newDeviceSchema = {
 } as const;
 
 const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
-ajv.addFormat('rfc3339-instant', { type: 'string', validate: isRfc3339 });
+ajv.addFormat('rfc3339-instant', { type: 'string', validate: looksLikeRfc3339 });
 ajv.addKeyword({
   keyword: 'x-storable-text',
   type: 'string',
@@ -138,15 +138,27 @@ function details(errors: readonly ErrorObject[] | null | undefined): ErrorDetail
 }
 
 export type MetricCheck =
-  | { readonly ok: true; readonly metric: Metric; readonly timeRecorded: string }
+  | { readonly ok: true; readonly metric: Metric; readonly timeRecorded: string; readonly timeRecordedMs: number }
   | { readonly ok: false; readonly details: ErrorDetail[] };
 
 /** Validates one parsed metric; on success also gives `time_recorded` as PostgreSQL will receive it. */
 export function checkMetric(value: unknown, nowMs: number): MetricCheck {
-  if (!compiledMetric(value)) return { ok: false, details: details(compiledMetric.errors) };
+  if (!compiledMetric(value)) {
+    const problems = details(compiledMetric.errors);
+    // The schema checks only the shape of time_recorded; name an impossible date among the other errors too.
+    const time = (value as { time_recorded?: unknown } | null)?.time_recorded;
+    if (
+      (typeof time === 'string' || Number.isSafeInteger(time)) &&
+      !problems.some((p) => p.path === '/time_recorded')
+    ) {
+      const check = checkTimeRecorded(time as string | number, nowMs);
+      if (!check.ok) problems.push({ path: '/time_recorded', message: check.message });
+    }
+    return { ok: false, details: problems };
+  }
   const time = checkTimeRecorded(value.time_recorded, nowMs);
   if (!time.ok) return { ok: false, details: [{ path: '/time_recorded', message: time.message }] };
-  return { ok: true, metric: value, timeRecorded: time.text };
+  return { ok: true, metric: value, timeRecorded: time.text, timeRecordedMs: time.epochMs };
 }
 
 export type Check<T> =

@@ -7,56 +7,63 @@
 export const EARLIEST_EPOCH_MS = -62_135_596_800_000;
 export const MAX_FUTURE_MS = 24 * 60 * 60 * 1000;
 
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 function daysInMonth(year: number, month: number): number {
-  return new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return month === 2 && leap ? 29 : (DAYS_IN_MONTH[month - 1] as number);
+}
+
+/** The shape of an RFC 3339 timestamp with an offset; the JSON Schema format checks only this. */
+export function looksLikeRfc3339(text: string): boolean {
+  return RFC3339.test(text);
 }
 
 /** Epoch milliseconds of an RFC 3339 timestamp, or undefined if it is not one or not a real date. */
 export function parseRfc3339(text: string): number | undefined {
   const m = RFC3339.exec(text);
   if (m === null) return undefined;
-  const [year, month, day, hour, minute, second] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const year = Number(m[1]);
+  const month = Number(m[2]);
+  const day = Number(m[3]);
+  const hour = Number(m[4]);
+  const minute = Number(m[5]);
+  const second = Number(m[6]);
   if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
   if (hour > 23 || minute > 59 || second > 59) return undefined;
   let offsetMinutes = 0;
-  if (m[8] === undefined) {
-    const offsetHours = Number(m[10]);
-    const offsetMins = Number(m[11]);
+  if (m[8] !== undefined) {
+    const offsetHours = Number(m[9]);
+    const offsetMins = Number(m[10]);
     // RFC 3339 allows offsets up to 23:59, PostgreSQL up to 15:59; real zones span -12:00 to +14:00.
     if (offsetHours > 15 || offsetMins > 59) return undefined;
-    offsetMinutes = (m[9] === '-' ? -1 : 1) * (offsetHours * 60 + offsetMins);
+    offsetMinutes = (m[8] === '-' ? -1 : 1) * (offsetHours * 60 + offsetMins);
   }
   const fractionMs = m[7] === undefined ? 0 : Number(m[7]) * 1000;
-  const date = new Date(0);
-  date.setUTCFullYear(year, month - 1, day); // Date.UTC maps years 0..99 to 1900..1999
-  date.setUTCHours(hour, minute, second, 0);
-  return date.getTime() + fractionMs - offsetMinutes * 60_000;
+  // Date.UTC reads years 0..99 as 1900..1999; move such a date by 400 years (the calendar's period).
+  const shift = year < 100 ? 400 : 0;
+  const utc = Date.UTC(year + shift, month - 1, day, hour, minute, second) - (shift === 0 ? 0 : 12_622_780_800_000);
+  return utc + fractionMs - offsetMinutes * 60_000;
 }
 
-export function isRfc3339(text: string): boolean {
-  return parseRfc3339(text) !== undefined;
-}
-
-export type TimeCheck = { readonly ok: true; readonly text: string } | { readonly ok: false; readonly message: string };
+export type TimeCheck =
+  | { readonly ok: true; readonly text: string; readonly epochMs: number }
+  | { readonly ok: false; readonly message: string };
 
 /**
- * Checks an already schema-valid `time_recorded` against the clock and gives the text PostgreSQL
- * receives: strings as sent (upper-cased separators), epoch milliseconds as ISO 8601 in UTC.
+ * Checks a schema-valid `time_recorded` (a string of RFC 3339 shape, or an integer) for a real date
+ * within range. Gives the instant (for the ingest-lag histogram) and the text PostgreSQL receives:
+ * strings as sent (upper-cased separators), epoch milliseconds as ISO 8601 in UTC.
  */
 export function checkTimeRecorded(value: string | number, nowMs: number): TimeCheck {
   const epochMs = typeof value === 'number' ? value : parseRfc3339(value);
-  if (epochMs === undefined) return { ok: false, message: 'must be an RFC 3339 timestamp with an offset' };
+  if (epochMs === undefined) {
+    return { ok: false, message: 'must be a real date and time with an offset of at most ±15:59' };
+  }
   if (epochMs < EARLIEST_EPOCH_MS) return { ok: false, message: 'must not be before year 1' };
   if (epochMs > nowMs + MAX_FUTURE_MS) return { ok: false, message: 'must not be more than 24 h in the future' };
-  if (typeof value === 'number') return { ok: true, text: new Date(value).toISOString() };
-  return { ok: true, text: /[tz]/.test(value) ? value.toUpperCase() : value };
+  if (typeof value === 'number') return { ok: true, text: new Date(value).toISOString(), epochMs };
+  const lowerCase = value.charCodeAt(value.length - 1) === 122 /* z */ || value.charCodeAt(10) === 116; /* t */
+  return { ok: true, text: lowerCase ? value.toUpperCase() : value, epochMs };
 }
