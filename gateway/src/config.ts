@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { DEFAULT_DATA_DIR } from './paths';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -21,10 +22,31 @@ export interface Config {
   readonly migrateOnStart: boolean;
   /** Seed demo users and devices into an empty database at start-up. */
   readonly seedDemoData: boolean;
+  /** Every route but /healthz and /readyz (and /metrics, /docs unless asked) needs `Authorization: Bearer KEY`. */
   readonly authRequired: boolean;
+  /** How long a key lookup is trusted: a revoked key stops working within this. */
+  readonly authCacheTtlMs: number;
+  readonly metricsAuthRequired: boolean;
+  readonly docsAuthRequired: boolean;
+  /** Requests per second per API key; 0: no limit. */
+  readonly rateLimitPerKeyRps: number;
+  readonly rateLimitBurst: number;
   readonly metricMaxBytes: number;
   readonly bulkMaxLineBytes: number;
+  /** Bytes of a bulk body after decompression; 0: no limit. */
+  readonly bulkMaxBytes: number;
+  /** Decompressed bytes per compressed byte of a gzip bulk body; 0: no limit. */
+  readonly bulkGzipMaxRatio: number;
+  /** A bulk body that sends nothing for this long is cut off (408); 0: never. */
+  readonly bodyIdleTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  /** The whole request, headers and body, must arrive within this; 0: no limit. */
+  readonly requestTimeoutMs: number;
   readonly pgPoolMax: number;
+  /** wait=false rows are written to a local spool before they are acknowledged. */
+  readonly spoolEnabled: boolean;
+  readonly spoolDir: string;
+  readonly spoolSegmentBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -62,10 +84,51 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
     default: 'true with the embedded database, else false',
     meaning: 'seed demo users and devices into an empty database',
   },
-  { name: 'AUTH_REQUIRED', default: 'false', meaning: 'require API keys (not implemented yet)' },
+  {
+    name: 'AUTH_REQUIRED',
+    default: 'false',
+    meaning: 'require Authorization: Bearer KEY on every route but /healthz and /readyz (see npm run keys)',
+  },
+  {
+    name: 'AUTH_CACHE_TTL_MS',
+    default: '30000',
+    meaning: 'how long a key lookup is cached; a revoked key stops working within this',
+  },
+  { name: 'METRICS_AUTH_REQUIRED', default: 'false', meaning: 'with AUTH_REQUIRED: GET /metrics needs a key too' },
+  {
+    name: 'DOCS_AUTH_REQUIRED',
+    default: 'false',
+    meaning: 'with AUTH_REQUIRED: /docs and /openapi.json need a key too',
+  },
+  {
+    name: 'RATE_LIMIT_PER_KEY_RPS',
+    default: '0 (no limit)',
+    meaning: 'with AUTH_REQUIRED: requests per second per key per gateway, then 429',
+  },
+  { name: 'RATE_LIMIT_BURST', default: 'RATE_LIMIT_PER_KEY_RPS', meaning: 'requests per key allowed at once' },
   { name: 'METRIC_MAX_BYTES', default: '16384', meaning: 'largest body of POST /v1/metrics' },
   { name: 'BULK_MAX_LINE_BYTES', default: '65536', meaning: 'longest NDJSON line of a bulk upload' },
+  {
+    name: 'BULK_MAX_BYTES',
+    default: '1073741824 (1 GiB)',
+    meaning: 'largest bulk body, counted after decompression; 0: no limit',
+  },
+  {
+    name: 'BULK_GZIP_MAX_RATIO',
+    default: '200',
+    meaning: 'gzip bulk bodies may inflate this many times (checked past 1 MiB); 0: no limit',
+  },
+  { name: 'BODY_IDLE_TIMEOUT_MS', default: '30000', meaning: 'a bulk body that stalls this long gets 408; 0: never' },
+  { name: 'HEADERS_TIMEOUT_MS', default: '20000', meaning: 'the request headers must arrive within this' },
+  {
+    name: 'REQUEST_TIMEOUT_MS',
+    default: '300000',
+    meaning: 'the whole request (headers and body) must arrive within this; 0: no limit',
+  },
   { name: 'PG_POOL_MAX', default: '10', meaning: 'PostgreSQL connections at most' },
+  { name: 'SPOOL', default: 'true', meaning: 'write wait=false rows to a local spool (fsync) before answering 202' },
+  { name: 'SPOOL_DIR', default: 'DATA_DIR/spool', meaning: 'the spool of this gateway; one directory per gateway' },
+  { name: 'SPOOL_SEGMENT_BYTES', default: '67108864 (64 MiB)', meaning: 'size of one spool segment file' },
 ];
 
 /** Reads the configuration from `env`; collects every problem, then throws one ConfigError. */
@@ -105,6 +168,8 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
 
+  const rateLimitPerKeyRps = integer('RATE_LIMIT_PER_KEY_RPS', 0, 0, 1_000_000);
+
   const config: Config = {
     databaseUrl,
     dataDir: text('DATA_DIR', DEFAULT_DATA_DIR),
@@ -121,9 +186,22 @@ export function loadConfig(env: Env = process.env): Config {
     migrateOnStart: bool('MIGRATE_ON_START', true),
     seedDemoData: bool('SEED_DEMO_DATA', databaseUrl === undefined),
     authRequired: bool('AUTH_REQUIRED', false),
+    authCacheTtlMs: integer('AUTH_CACHE_TTL_MS', 30_000, 0, 3_600_000),
+    metricsAuthRequired: bool('METRICS_AUTH_REQUIRED', false),
+    docsAuthRequired: bool('DOCS_AUTH_REQUIRED', false),
+    rateLimitPerKeyRps,
+    rateLimitBurst: integer('RATE_LIMIT_BURST', Math.max(1, rateLimitPerKeyRps), 1, 1_000_000),
     metricMaxBytes: integer('METRIC_MAX_BYTES', 16_384, 256, 10_485_760),
     bulkMaxLineBytes: integer('BULK_MAX_LINE_BYTES', 65_536, 256, 10_485_760),
+    bulkMaxBytes: integer('BULK_MAX_BYTES', 1_073_741_824, 0, Number.MAX_SAFE_INTEGER),
+    bulkGzipMaxRatio: integer('BULK_GZIP_MAX_RATIO', 200, 0, 1_000_000),
+    bodyIdleTimeoutMs: integer('BODY_IDLE_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    headersTimeoutMs: integer('HEADERS_TIMEOUT_MS', 20_000, 100, 3_600_000),
+    requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 300_000, 0, 86_400_000),
     pgPoolMax: integer('PG_POOL_MAX', 10, 2, 1000),
+    spoolEnabled: bool('SPOOL', true),
+    spoolDir: text('SPOOL_DIR', path.join(text('DATA_DIR', DEFAULT_DATA_DIR), 'spool')),
+    spoolSegmentBytes: integer('SPOOL_SEGMENT_BYTES', 64 * 1024 * 1024, 4096, 1024 * 1024 * 1024),
   };
 
   if (config.bufferMaxRows < config.batchMaxRows) {
@@ -132,8 +210,20 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.pgPoolMax <= config.flushConcurrency) {
     problems.push(`PG_POOL_MAX (${config.pgPoolMax}) must be more than FLUSH_CONCURRENCY (${config.flushConcurrency})`);
   }
-  if (config.authRequired) {
-    problems.push('AUTH_REQUIRED=true is not supported yet: API keys are not implemented');
+  // Settings that would silently do nothing are refused: someone would believe they protect something.
+  if (!config.authRequired) {
+    for (const [name, on] of [
+      ['METRICS_AUTH_REQUIRED', config.metricsAuthRequired],
+      ['DOCS_AUTH_REQUIRED', config.docsAuthRequired],
+      ['RATE_LIMIT_PER_KEY_RPS', config.rateLimitPerKeyRps > 0],
+    ] as const) {
+      if (on) problems.push(`${name} needs AUTH_REQUIRED=true: without API keys it would have no effect`);
+    }
+  }
+  if (config.requestTimeoutMs > 0 && config.headersTimeoutMs > config.requestTimeoutMs) {
+    problems.push(
+      `HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not be more than REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`,
+    );
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

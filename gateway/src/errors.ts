@@ -2,7 +2,10 @@
 export const ERROR_CODES = {
   validation_failed: { status: 400, message: 'the request does not match the schema' },
   invalid_json: { status: 400, message: 'the body is not valid JSON' },
+  unauthorized: { status: 401, message: 'a valid API key is required: send Authorization: Bearer <key>' },
+  forbidden: { status: 403, message: 'this API key may not do this' },
   not_found: { status: 404, message: 'no such resource' },
+  request_timeout: { status: 408, message: 'the request body stopped arriving' },
   already_exists: { status: 409, message: 'a resource with this id already exists' },
   payload_too_large: { status: 413, message: 'the body is too large' },
   unsupported_media_type: { status: 415, message: 'unsupported Content-Type or Content-Encoding' },

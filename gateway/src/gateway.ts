@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Pool } from 'pg';
@@ -7,12 +8,18 @@ import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';
 import { listMigrationNames, migrate, pendingMigrations } from './db/migrate';
 import { createPool } from './db/pool';
+import { accessControlFor } from './http/access-control';
 import { createApp } from './http/app';
 import type { ReadinessCheck } from './http/health-routes';
+import { createHttpServer } from './http/http-server';
 import { Batcher } from './ingest/batcher';
 import { MetricIntake } from './ingest/intake';
 import { ReferenceCache } from './ingest/references';
 import { createShutdown } from './lifecycle/shutdown';
+import { lockSpoolDir } from './spool/lock';
+import { replaySpool } from './spool/replay';
+import { Spool } from './spool/spool';
+import { createPrometheusTelemetry } from './telemetry/prometheus';
 
 export interface Gateway {
   readonly url: string;
@@ -35,6 +42,11 @@ function readinessCheck(pool: Pool, migrations: readonly string[]): ReadinessChe
   };
 }
 
+async function openSpoolDir(dir: string): Promise<() => Promise<void>> {
+  await mkdir(dir, { recursive: true });
+  return lockSpoolDir(dir);
+}
+
 /** Builds the gateway on `databaseUrl` and starts listening; the composition root for main and tests. */
 export async function startGateway(config: Config, databaseUrl: string, logger: Logger): Promise<Gateway> {
   const pool = createPool(databaseUrl, config.pgPoolMax, logger.child({ module: 'pool' }));
@@ -50,6 +62,9 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
   }
 
   const references = new ReferenceCache(pool);
+  // Created after the batcher, which replays what an earlier process left in the spool.
+  let spool: Spool | undefined;
+  const telemetry = createPrometheusTelemetry(pool);
   const batcher = new Batcher({
     batchMaxRows: config.batchMaxRows,
     batchMaxWaitMs: config.batchMaxWaitMs,
@@ -57,17 +72,37 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     flushConcurrency: config.flushConcurrency,
     writer: createMetricsWriter(pool),
     logger: logger.child({ module: 'batcher' }),
+    onSpooledDone: (ranges) => {
+      for (const range of ranges) if (range.spoolId === spool?.id) void spool.rowsDone(range.firstSeq, range.lastSeq);
+    },
     observer: {
-      // A row refused for a missing user or device means one was deleted since it was cached.
-      refused: (_rows, reason) => reason === 'unknown_reference' && references.forgetAll(),
+      ...telemetry.batcherObserver,
+      refused: (rows, reason) => {
+        telemetry.batcherObserver.refused(rows, reason);
+        // A row refused for a missing user or device means one was deleted since it was cached.
+        if (reason === 'unknown_reference') references.forgetAll();
+      },
     },
   });
+  telemetry.trackBuffer(batcher);
+  const releaseSpoolDir = config.spoolEnabled ? await openSpoolDir(config.spoolDir) : undefined;
+  if (config.spoolEnabled) {
+    await replaySpool(config.spoolDir, pool, batcher, logger.child({ module: 'spool' }));
+    spool = await Spool.open({
+      dir: config.spoolDir,
+      segmentBytes: config.spoolSegmentBytes,
+      logger: logger.child({ module: 'spool' }),
+    });
+  }
   const intake = new MetricIntake({
     batcher,
     references,
     ackTimeoutMs: config.ackTimeoutMs,
     bulkBackpressureTimeoutMs: config.bulkBackpressureTimeoutMs,
     maxLineBytes: config.bulkMaxLineBytes,
+    spool,
+    onAccepted: telemetry.rowsAccepted,
+    onRefused: telemetry.rowsRefused,
   });
   const app = createApp({
     logger,
@@ -76,16 +111,38 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     references,
     readiness: readinessCheck(pool, await listMigrationNames()),
     metricMaxBytes: config.metricMaxBytes,
+    accessControl: accessControlFor(config, pool, logger.child({ module: 'auth' })),
+    bulkBodyLimits: {
+      maxBytes: config.bulkMaxBytes,
+      maxGzipRatio: config.bulkGzipMaxRatio,
+      idleTimeoutMs: config.bodyIdleTimeoutMs,
+    },
+    metricsRegistry: telemetry.registry,
+    onRefused: telemetry.rowsRefused,
   });
 
-  const server = await new Promise<Server>((resolve, reject) => {
-    const listening = app.listen(config.port, config.host, (error?: Error) =>
-      error ? reject(error) : resolve(listening),
-    );
+  const server = createHttpServer(app, config);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const stop = createShutdown({ server, batcher, pool, logger, timeoutMs: config.shutdownTimeoutMs });
+  const stop = createShutdown({
+    server,
+    batcher,
+    pool,
+    logger,
+    timeoutMs: config.shutdownTimeoutMs,
+    // Rows still unwritten at the deadline stay in the spool's files, for the next start to replay.
+    closeAfterFlush: async () => {
+      await spool?.close();
+      await releaseSpoolDir?.();
+    },
+  });
   return { url, server, pool, batcher, stop };
 }

@@ -27,6 +27,7 @@ async function main(): Promise<void> {
     },
     'metrics-gateway is listening',
   );
+  if (!config.authRequired) logger.warn('AUTH_REQUIRED=false: every route is open without an API key');
   process.stdout.write(
     [
       '',
@@ -37,6 +38,9 @@ async function main(): Promise<void> {
       database.embedded
         ? `  database: embedded PostgreSQL ${database.embedded.url} (data in ${database.embedded.dataDir})`
         : '  database: DATABASE_URL',
+      config.authRequired
+        ? '  auth: API keys required (npm run keys -- create --name NAME --scope ingest|admin)'
+        : '  auth: OFF (AUTH_REQUIRED=false): anyone who can reach this port may post metrics and register users',
       '',
     ].join('\n') + '\n',
   );

@@ -18,17 +18,40 @@ const MOVE_STAGED = `
   SELECT ${COLUMN_LIST} FROM ${STAGING_TABLE}
   ON CONFLICT (user_id, event_id) WHERE event_id IS NOT NULL DO NOTHING`;
 
+/** Spool sequence numbers firstSeq..lastSeq of one spool, recorded with the rows they name. */
+export interface SpoolRange {
+  readonly spoolId: string;
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+}
+
 export interface RejectedRow {
   readonly receivedAt: string;
   readonly payload: Record<string, unknown>;
   readonly reason: string;
 }
 
-/** Writes encoded rows into user_metrics, and refused rows into rejected_metrics. */
+/**
+ * Writes encoded rows into user_metrics, and refused rows into rejected_metrics. The spool ranges of
+ * the rows, if any, are recorded in spool_commits in the same transaction, so a replay of the spool
+ * after a crash skips them.
+ */
 export interface MetricsWriter {
   /** Stores all rows in one transaction, or none of them (then the error says why). */
-  write(rows: readonly string[]): Promise<void>;
-  reject(rows: readonly RejectedRow[]): Promise<void>;
+  write(rows: readonly string[], spooled?: readonly SpoolRange[]): Promise<void>;
+  reject(rows: readonly RejectedRow[], spooled?: readonly SpoolRange[]): Promise<void>;
+}
+
+const RECORD_SPOOL_COMMITS = `
+  INSERT INTO spool_commits (spool_id, first_seq, last_seq)
+  SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])`;
+
+function recordSpooled(client: PoolClient, spooled: readonly SpoolRange[]): Promise<unknown> {
+  return client.query(RECORD_SPOOL_COMMITS, [
+    spooled.map((range) => range.spoolId),
+    spooled.map((range) => range.firstSeq),
+    spooled.map((range) => range.lastSeq),
+  ]);
 }
 
 export function createMetricsWriter(pool: Pool): MetricsWriter {
@@ -46,36 +69,46 @@ export function createMetricsWriter(pool: Pool): MetricsWriter {
     }
   }
 
-  async function write(rows: readonly string[]): Promise<void> {
+  async function write(rows: readonly string[], spooled: readonly SpoolRange[] = []): Promise<void> {
     const plain: string[] = [];
     const idempotent: string[] = [];
     for (const row of rows) (hasEventId(row) ? idempotent : plain).push(row);
 
     await withClient(async (client) => {
-      if (idempotent.length === 0) {
+      if (idempotent.length === 0 && spooled.length === 0) {
         // A single COPY is its own transaction: no BEGIN/COMMIT round trips.
         await copyRows(client, `user_metrics (${COLUMN_LIST})`, plain);
         return;
       }
-      if (!clientsWithStaging.has(client)) {
+      if (idempotent.length > 0 && !clientsWithStaging.has(client)) {
         await client.query(CREATE_STAGING);
         clientsWithStaging.add(client);
       }
       await client.query('BEGIN');
       if (plain.length > 0) await copyRows(client, `user_metrics (${COLUMN_LIST})`, plain);
-      await copyRows(client, `${STAGING_TABLE} (${COLUMN_LIST})`, idempotent);
-      await client.query(MOVE_STAGED);
+      if (idempotent.length > 0) {
+        await copyRows(client, `${STAGING_TABLE} (${COLUMN_LIST})`, idempotent);
+        await client.query(MOVE_STAGED);
+      }
+      if (spooled.length > 0) await recordSpooled(client, spooled);
       await client.query('COMMIT');
     });
   }
 
-  async function reject(rows: readonly RejectedRow[]): Promise<void> {
+  async function reject(rows: readonly RejectedRow[], spooled: readonly SpoolRange[] = []): Promise<void> {
     if (rows.length === 0) return;
-    await pool.query(
-      `INSERT INTO rejected_metrics (received_at, payload, reason)
-       SELECT * FROM unnest($1::timestamptz[], $2::jsonb[], $3::text[])`,
-      [rows.map((r) => r.receivedAt), rows.map((r) => JSON.stringify(r.payload)), rows.map((r) => r.reason)],
-    );
+    await withClient(async (client) => {
+      if (spooled.length > 0) await client.query('BEGIN');
+      await client.query(
+        `INSERT INTO rejected_metrics (received_at, payload, reason)
+         SELECT * FROM unnest($1::timestamptz[], $2::jsonb[], $3::text[])`,
+        [rows.map((r) => r.receivedAt), rows.map((r) => JSON.stringify(r.payload)), rows.map((r) => r.reason)],
+      );
+      if (spooled.length > 0) {
+        await recordSpooled(client, spooled);
+        await client.query('COMMIT');
+      }
+    });
   }
 
   return { write, reject };

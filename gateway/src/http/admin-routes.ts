@@ -14,7 +14,7 @@ export interface AdminRoutesOptions {
   readonly references: ReferenceCache;
 }
 
-function userIdParam(req: Request): number {
+export function userIdParam(req: Request): number {
   const raw = String(req.params.id);
   const id = Number(raw);
   if (!/^\d{1,10}$/.test(raw) || id < 1 || id > INT4_MAX) {

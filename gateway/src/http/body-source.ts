@@ -1,6 +1,6 @@
 import type { Request } from 'express';
 import type { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, type Gunzip } from 'node:zlib';
 import { AppError } from '../errors';
 
 const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson'];
@@ -22,24 +22,102 @@ export function assertJson(req: Request): void {
   }
 }
 
-/** The request body as chunks of bytes, gunzipped when `Content-Encoding: gzip`. */
-export function decodedBody(req: Request): AsyncIterable<Buffer> {
+/** Limits on a streamed request body; 0 turns one off. */
+export interface BodyLimits {
+  /** Bytes after decompression. */
+  readonly maxBytes: number;
+  /** Decompressed bytes per compressed byte, checked once past GZIP_RATIO_FLOOR_BYTES. */
+  readonly maxGzipRatio: number;
+  /** The longest wait for the next piece of the body. */
+  readonly idleTimeoutMs: number;
+}
+
+export const NO_BODY_LIMITS: BodyLimits = { maxBytes: 0, maxGzipRatio: 0, idleTimeoutMs: 0 };
+
+/** Small bodies may compress very well (a few repeated lines); the ratio matters for big ones. */
+export const GZIP_RATIO_FLOOR_BYTES = 1_048_576;
+
+/**
+ * The request body as chunks of bytes, gunzipped when `Content-Encoding: gzip`, within `limits`:
+ * past `maxBytes` decompressed, or inflating more than `maxGzipRatio` times (a gzip bomb), reading
+ * stops with 413; when no byte arrives for `idleTimeoutMs`, with 408. Whatever stops the reading, the
+ * request stream is left undestroyed so that the error can still be answered on its socket.
+ */
+export function decodedBody(req: Request, limits: BodyLimits = NO_BODY_LIMITS): AsyncIterable<Buffer> {
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-  if (encoding === 'identity' || encoding === '') return req;
+  if (encoding === 'identity' || encoding === '') {
+    const declared = Number(req.headers['content-length']);
+    if (limits.maxBytes > 0 && declared > limits.maxBytes) throw tooLarge(limits.maxBytes);
+    return limitedBody(req, req, undefined, limits);
+  }
   if (encoding !== 'gzip' && encoding !== 'x-gzip') {
     throw new AppError('unsupported_media_type', `Content-Encoding ${encoding} is not supported; use gzip or none`);
   }
   const gunzip = createGunzip();
   req.on('error', (error) => gunzip.destroy(error));
-  return gunzipped(req.pipe(gunzip));
+  return limitedBody(req, req.pipe(gunzip), gunzip, limits);
 }
 
-async function* gunzipped(stream: Readable): AsyncGenerator<Buffer> {
+async function* limitedBody(
+  req: Request,
+  source: Readable,
+  gunzip: Gunzip | undefined,
+  limits: BodyLimits,
+): AsyncGenerator<Buffer> {
+  // Never return()ed: that would destroy the request, and with it the socket the answer goes out on.
+  const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let bytes = 0;
   try {
-    yield* stream;
+    for (;;) {
+      const next = await nextWithin(chunks, limits.idleTimeoutMs);
+      if (next.done) return;
+      bytes += next.value.length;
+      if (limits.maxBytes > 0 && bytes > limits.maxBytes) throw tooLarge(limits.maxBytes);
+      if (
+        gunzip !== undefined &&
+        limits.maxGzipRatio > 0 &&
+        bytes > GZIP_RATIO_FLOOR_BYTES &&
+        bytes > limits.maxGzipRatio * gunzip.bytesWritten
+      ) {
+        throw new AppError(
+          'payload_too_large',
+          `the gzip body inflates more than ${limits.maxGzipRatio} times (BULK_GZIP_MAX_RATIO); refused as a decompression bomb`,
+        );
+      }
+      yield next.value;
+    }
   } catch (error) {
-    if (!isGzipError(error)) throw error;
-    throw new AppError('invalid_json', `the body is not valid gzip (${(error as Error).message})`);
+    if (error instanceof AppError) throw error;
+    if (isGzipError(error)) {
+      throw new AppError('invalid_json', `the body is not valid gzip (${(error as Error).message})`);
+    }
+    // The client went away mid-body: nobody will read the answer, but it is not our failure.
+    if (req.destroyed) throw new AppError('invalid_json', 'the client closed the connection before the body ended');
+    throw error;
+  } finally {
+    gunzip?.destroy();
+  }
+}
+
+function tooLarge(maxBytes: number): AppError {
+  return new AppError('payload_too_large', `the bulk body is larger than ${maxBytes} bytes (BULK_MAX_BYTES)`);
+}
+
+/** `iterator.next()`, or a 408 when it takes longer than `timeoutMs` (0: no limit). */
+async function nextWithin<T>(iterator: AsyncIterator<T>, timeoutMs: number): Promise<IteratorResult<T>> {
+  if (timeoutMs <= 0) return iterator.next();
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new AppError('request_timeout', `no part of the body arrived for ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  });
+  try {
+    // A next() that loses the race settles later (or fails when the socket closes); race handles both.
+    return await Promise.race([iterator.next(), idle]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -25,7 +25,7 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
 }
 
-function toAppError(thrown: unknown): AppError {
+export function toAppError(thrown: unknown): AppError {
   if (thrown instanceof AppError) return thrown;
   const type = (thrown as { type?: unknown } | null)?.type;
   if (typeof type === 'string' && BODY_PARSER_ERRORS[type] !== undefined) {
@@ -56,6 +56,9 @@ export const errorHandler: ErrorRequestHandler = (thrown, req, res, next) => {
   if (error.status >= 500) {
     req.log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed');
   }
+  // Answered before the body was read to its end (a limit, a stall): the rest is not read either, so
+  // the connection cannot carry another request.
+  if (!req.complete) res.setHeader('Connection', 'close');
   sendError(res, error);
 };
 

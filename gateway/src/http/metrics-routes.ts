@@ -1,23 +1,43 @@
-import express, { Router } from 'express';
-import type { MetricIntake } from '../ingest/intake';
-import { assertJson, assertNdjson, decodedBody } from './body-source';
+import express, { Router, type NextFunction, type RequestHandler } from 'express';
+import type { IntakeOptions, MetricIntake } from '../ingest/intake';
+import { assertJson, assertNdjson, decodedBody, type BodyLimits } from './body-source';
+import { toAppError } from './error-handler';
 import { waitParam } from './wait-param';
 
 export interface MetricsRoutesOptions {
   readonly intake: MetricIntake;
   readonly metricMaxBytes: number;
+  readonly bulkBodyLimits?: BodyLimits;
+  /** Observes a single metric refused before it reaches the intake, which counts the rest. */
+  readonly onRefused?: IntakeOptions['onRefused'];
 }
 
-export function metricsRoutes({ intake, metricMaxBytes }: MetricsRoutesOptions): Router {
+export function metricsRoutes({ intake, metricMaxBytes, bulkBodyLimits, onRefused }: MetricsRoutesOptions): Router {
   const router = Router();
+  /** Tells onRefused of a single metric that `step` refuses before the intake sees it (it counts the rest). */
+  const counted =
+    (step: RequestHandler): RequestHandler =>
+    (req, res, next) => {
+      const done: NextFunction = (error?: unknown) => {
+        if (error !== undefined && error !== 'route' && error !== 'router') {
+          onRefused?.(1, toAppError(error).code, 'single');
+        }
+        next(error);
+      };
+      try {
+        step(req, res, done);
+      } catch (error) {
+        done(error);
+      }
+    };
 
   router.post(
     '/v1/metrics',
-    (req, _res, next) => {
+    counted((req, _res, next) => {
       assertJson(req);
       next();
-    },
-    express.json({ limit: metricMaxBytes, strict: false }),
+    }),
+    counted(express.json({ limit: metricMaxBytes, strict: false })),
     async (req, res) => {
       const result = await intake.acceptOne(req.body, waitParam(req));
       res.status(result.status).json(result.body);
@@ -27,7 +47,7 @@ export function metricsRoutes({ intake, metricMaxBytes }: MetricsRoutesOptions):
   router.post('/v1/metrics/bulk', async (req, res) => {
     assertNdjson(req);
     const wait = waitParam(req);
-    const body = await intake.acceptBulk(decodedBody(req), wait);
+    const body = await intake.acceptBulk(decodedBody(req, bulkBodyLimits), wait);
     res.status(wait ? 200 : 202).json(body);
   });
 

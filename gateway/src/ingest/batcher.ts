@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import type { MetricsWriter, RejectedRow } from '../db/metrics-writer';
+import type { MetricsWriter, RejectedRow, SpoolRange } from '../db/metrics-writer';
+import type { SpoolPosition } from '../spool/spool';
 import { classifyFailure, rejectionCode, sqlState } from '../db/sqlstate';
 import { decodeMetricRow } from './copy-encode';
 import type { IngestTicket } from './ticket';
@@ -15,6 +16,8 @@ export interface BatcherOptions {
   readonly retryBaseMs?: number;
   readonly retryMaxMs?: number;
   readonly observer?: BatcherObserver;
+  /** Told of spooled rows that are now committed or refused, so their spool segments may go. */
+  readonly onSpooledDone?: (ranges: readonly SpoolRange[]) => void;
 }
 
 /** Hooks for instrumentation (Prometheus, the status page); every one is optional. */
@@ -24,12 +27,23 @@ export interface BatcherObserver {
   flushFailed?(error: unknown): void;
 }
 
+/** What travels with appended rows besides the rows themselves. */
+export interface AppendOptions {
+  /** Told when each row is committed or refused. */
+  readonly ticket?: IngestTicket;
+  /** NDJSON line number of each row, for bulk uploads. */
+  readonly lines?: readonly number[];
+  /** Where the rows were spooled (wait=false), so the commit can record it. */
+  readonly spool?: SpoolPosition;
+}
+
 /** Rows of one request (or one part of a bulk upload), in COPY text format. */
 interface Segment {
   readonly rows: readonly string[];
   /** NDJSON line number of each row, for bulk uploads. */
   readonly lines: readonly number[] | undefined;
   readonly ticket: IngestTicket | undefined;
+  readonly spool: SpoolPosition | undefined;
   readonly enqueuedAt: number;
   /** How many rows from the front are already in a batch. */
   taken: number;
@@ -114,15 +128,12 @@ export class Batcher {
     return true;
   }
 
-  /**
-   * Takes rows (COPY text) into the buffer; the ticket, if any, is told when each is committed or
-   * refused. The caller has checked `hasRoom` (or waited for it).
-   */
-  append(rows: readonly string[], ticket?: IngestTicket, lines?: readonly number[]): void {
+  /** Takes rows (COPY text) into the buffer. The caller has checked `hasRoom` (or waited for it). */
+  append(rows: readonly string[], { ticket, lines, spool }: AppendOptions = {}): void {
     if (this.aborted) throw new Error('the buffer is closed');
     if (rows.length === 0) return;
     ticket?.addRows(rows.length);
-    this.queue.push({ rows, lines, ticket, enqueuedAt: Date.now(), taken: 0 });
+    this.queue.push({ rows, lines, ticket, spool, enqueuedAt: Date.now(), taken: 0 });
     this.queuedRows += rows.length;
     this.pump();
   }
@@ -227,8 +238,13 @@ export class Batcher {
   private async writeRange(batch: Batch, lo: number, hi: number): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.options.writer.write(lo === 0 && hi === batch.rows.length ? batch.rows : batch.rows.slice(lo, hi));
+        const spooled = this.spoolRanges(batch, lo, hi);
+        await this.options.writer.write(
+          lo === 0 && hi === batch.rows.length ? batch.rows : batch.rows.slice(lo, hi),
+          spooled,
+        );
         this.settleCommitted(batch, lo, hi);
+        if (spooled.length > 0) this.options.onSpooledDone?.(spooled);
         return;
       } catch (error) {
         if (classifyFailure(error) === 'row') {
@@ -252,9 +268,11 @@ export class Batcher {
       payload: decoded.metric,
       reason: typeof detail === 'string' ? `${reason}: ${detail}` : reason,
     };
+    const spooled = this.spoolRanges(batch, index, index + 1);
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.options.writer.reject([rejected]);
+        await this.options.writer.reject([rejected], spooled);
+        if (spooled.length > 0) this.options.onSpooledDone?.(spooled);
         break;
       } catch (rejectError) {
         if (classifyFailure(rejectError) === 'row') {
@@ -294,6 +312,20 @@ export class Batcher {
       const to = Math.min(hi, share.start + share.count);
       if (to > from) share.segment.ticket?.rowsCommitted(to - from);
     }
+  }
+
+  /** The spool sequence numbers of the spooled rows among rows [lo, hi) of the batch. */
+  private spoolRanges(batch: Batch, lo: number, hi: number): SpoolRange[] {
+    const ranges: SpoolRange[] = [];
+    for (const share of batch.shares) {
+      const spool = share.segment.spool;
+      const from = Math.max(lo, share.start);
+      const to = Math.min(hi, share.start + share.count);
+      if (spool === undefined || to <= from) continue;
+      const firstSeq = spool.firstSeq + share.offset + (from - share.start);
+      ranges.push({ spoolId: spool.spoolId, firstSeq, lastSeq: firstSeq + (to - from) - 1 });
+    }
+    return ranges;
   }
 
   private shareOf(batch: Batch, index: number): Share {

@@ -1,5 +1,6 @@
 import { AppError, type ErrorCode, type ErrorDetail } from '../errors';
-import type { Batcher } from './batcher';
+import type { Spool } from '../spool/spool';
+import type { AppendOptions, Batcher } from './batcher';
 import { encodeMetricRow } from './copy-encode';
 import { NdjsonLineSplitter, type BadLineReason, type LineSink } from './ndjson';
 import type { MissingReferences, ReferenceCache } from './references';
@@ -8,14 +9,24 @@ import { IngestTicket } from './ticket';
 
 export const MAX_LISTED_ERRORS = 1000;
 
+/** Which endpoint rows came in through, for metrics. */
+export type IntakeEndpoint = 'single' | 'bulk';
+
 export interface IntakeOptions {
   readonly batcher: Batcher;
   readonly references: ReferenceCache;
   readonly ackTimeoutMs: number;
   readonly bulkBackpressureTimeoutMs: number;
   readonly maxLineBytes: number;
+  /** With a spool, `wait=false` rows are on disk before they are acknowledged. */
+  readonly spool?: Spool;
   /** Observes rows refused at the door, for metrics; optional. */
-  readonly onRefused?: (rows: number, reason: ErrorCode) => void;
+  readonly onRefused?: (rows: number, reason: ErrorCode, endpoint: IntakeEndpoint) => void;
+  /**
+   * Observes rows taken into the buffer, for metrics; optional. Called once per request or bulk chunk
+   * with each row's time_recorded in epoch milliseconds, and the time they were received.
+   */
+  readonly onAccepted?: (endpoint: IntakeEndpoint, receivedAtMs: number, recordedAtMs: readonly number[]) => void;
 }
 
 export interface SingleResult {
@@ -60,6 +71,29 @@ const BAD_LINE_DETAILS: Record<BadLineReason, { error: ErrorCode; message: strin
   invalid_utf8: { error: 'invalid_json', message: 'the line is not valid UTF-8' },
 };
 
+/**
+ * Hands rows to the buffer. Rows that will be acknowledged before they are committed (wait=false)
+ * are first appended to the spool, if there is one; the returned promise resolves once they are on
+ * disk. Rows that wait for their commit need no spool: their acknowledgement already means stored.
+ */
+function handOver(options: IntakeOptions, rows: readonly string[], append: AppendOptions): Promise<void> | undefined {
+  const spool = append.ticket === undefined ? options.spool : undefined;
+  if (spool === undefined) {
+    options.batcher.append(rows, append);
+    return undefined;
+  }
+  const { position, durable } = spool.append(rows);
+  options.batcher.append(rows, { ...append, spool: position });
+  const written = durable.catch((error: unknown) => {
+    throw new AppError('unavailable', 'the rows could not be written to the spool; retry later', [], 5, {
+      cause: error,
+    });
+  });
+  // A bulk upload awaits its chunks' writes only at the end; a failure before then is not unhandled.
+  written.catch(() => undefined);
+  return written;
+}
+
 /** Validates metrics, checks their references, encodes them and hands them to the buffer. */
 export class MetricIntake {
   constructor(private readonly options: IntakeOptions) {}
@@ -68,28 +102,32 @@ export class MetricIntake {
     const { batcher, references } = this.options;
     const check = checkMetric(body, Date.now());
     if (!check.ok) {
-      this.options.onRefused?.(1, 'validation_failed');
+      this.options.onRefused?.(1, 'validation_failed', 'single');
       throw new AppError('validation_failed', 'the metric does not match the schema', check.details);
     }
     const { metric, timeRecorded } = check;
     const missing = await references.findMissing([metric.user_id], metric.device_id == null ? [] : [metric.device_id]);
     const unknown = referenceDetails(metric, missing);
     if (unknown.length > 0) {
-      this.options.onRefused?.(1, 'unknown_reference');
+      this.options.onRefused?.(1, 'unknown_reference', 'single');
       throw new AppError('unknown_reference', 'the metric names a user or device that does not exist', unknown);
     }
     if (!batcher.hasRoom(1)) {
-      this.options.onRefused?.(1, 'overloaded');
+      this.options.onRefused?.(1, 'overloaded', 'single');
       throw new AppError('overloaded', 'the buffer is full; retry later', [], 1);
     }
-    const row = encodeMetricRow(metric, timeRecorded, new Date().toISOString());
+    const receivedAtMs = Date.now();
+    const row = encodeMetricRow(metric, timeRecorded, new Date(receivedAtMs).toISOString());
     const echo = metric.event_id === undefined ? {} : { event_id: metric.event_id };
     if (!wait) {
-      batcher.append([row]);
+      const durable = handOver(this.options, [row], {});
+      this.options.onAccepted?.('single', receivedAtMs, [check.timeRecordedMs]);
+      await durable;
       return { status: 202, body: { status: 'queued', ...echo } };
     }
     const ticket = new IngestTicket();
-    batcher.append([row], ticket);
+    batcher.append([row], { ticket });
+    this.options.onAccepted?.('single', receivedAtMs, [check.timeRecordedMs]);
     ticket.seal();
     if (!(await ticket.settledWithin(this.options.ackTimeoutMs))) throw notCommittedInTime(1);
     const refused = ticket.rejections[0];
@@ -117,6 +155,9 @@ export class MetricIntake {
   }
 }
 
+/** A body that broke off (400), stalled (408) or grew past a limit (413): the lines before it stand. */
+const BODY_FAILURE_STATUSES = new Set([400, 408, 413]);
+
 /** The state of one bulk upload: the current chunk's valid lines, and the running totals. */
 class BulkUpload implements LineSink {
   readonly splitter: NdjsonLineSplitter;
@@ -126,8 +167,12 @@ class BulkUpload implements LineSink {
   private metrics: Metric[] = [];
   private times: string[] = [];
   private lines: number[] = [];
+  /** time_recorded of each of the chunk's valid lines, in epoch milliseconds. */
+  private recordedMs: number[] = [];
   private receivedAt = '';
   private now = Date.now();
+  /** Spool writes of this upload's chunks (wait=false), one promise per chunk. */
+  private readonly spoolWrites: Promise<void>[] = [];
 
   constructor(
     private readonly options: IntakeOptions,
@@ -152,6 +197,7 @@ class BulkUpload implements LineSink {
     this.metrics.push(check.metric);
     this.times.push(check.timeRecorded);
     this.lines.push(number);
+    this.recordedMs.push(check.timeRecordedMs);
   }
 
   badLine(number: number, reason: BadLineReason): void {
@@ -161,10 +207,11 @@ class BulkUpload implements LineSink {
 
   /** Checks the references of the chunk's valid lines, encodes them and waits for buffer room. */
   async flushChunk(): Promise<void> {
-    const { metrics, times, lines } = this;
+    const { metrics, times, lines, recordedMs } = this;
     this.metrics = [];
     this.times = [];
     this.lines = [];
+    this.recordedMs = [];
     this.now = Date.now();
     this.receivedAt = new Date(this.now).toISOString();
     if (metrics.length === 0) {
@@ -181,6 +228,7 @@ class BulkUpload implements LineSink {
     const anyMissing = missing.users.size > 0 || missing.devices.size > 0;
     const rows: string[] = [];
     const rowLines: number[] = [];
+    const rowRecordedMs = anyMissing ? [] : recordedMs;
     for (let i = 0; i < metrics.length; i++) {
       const metric = metrics[i] as Metric;
       if (anyMissing) {
@@ -189,6 +237,7 @@ class BulkUpload implements LineSink {
           this.refuse(lines[i] as number, 'unknown_reference', unknown);
           continue;
         }
+        rowRecordedMs.push(recordedMs[i] as number);
       }
       rows.push(encodeMetricRow(metric, times[i] as string, this.receivedAt));
       rowLines.push(lines[i] as number);
@@ -198,7 +247,7 @@ class BulkUpload implements LineSink {
 
     const { batcher, bulkBackpressureTimeoutMs } = this.options;
     if (!(await batcher.waitForRoom(rows.length, bulkBackpressureTimeoutMs))) {
-      this.options.onRefused?.(rows.length, 'overloaded');
+      this.options.onRefused?.(rows.length, 'overloaded', 'bulk');
       throw new AppError(
         'overloaded',
         `the buffer stayed full for ${bulkBackpressureTimeoutMs} ms; lines from ${rowLines[0]} on were not taken`,
@@ -206,13 +255,18 @@ class BulkUpload implements LineSink {
         5,
       );
     }
-    batcher.append(rows, this.ticket, rowLines);
+    const durable = handOver(this.options, rows, { ticket: this.ticket, lines: rowLines });
+    if (durable !== undefined) this.spoolWrites.push(durable);
     this.result.accepted += rows.length;
+    this.options.onAccepted?.('bulk', this.now, rowRecordedMs);
   }
 
   async finish(): Promise<BulkBody> {
     const { ticket, result } = this;
-    if (ticket === undefined) return result;
+    if (ticket === undefined) {
+      await Promise.all(this.spoolWrites);
+      return result;
+    }
     ticket.seal();
     if (!(await ticket.settledWithin(this.options.ackTimeoutMs))) throw notCommittedInTime(result.accepted);
     if (ticket.rejections.length > 0) {
@@ -236,7 +290,7 @@ class BulkUpload implements LineSink {
    * far it got, since the lines before were already taken.
    */
   interrupted(error: unknown): unknown {
-    if (!(error instanceof AppError) || error.status !== 400) return error;
+    if (!(error instanceof AppError) || !BODY_FAILURE_STATUSES.has(error.status)) return error;
     const line = this.splitter.linesSeen + 1;
     const { accepted } = this.result;
     return new AppError(error.code, `${error.message}; the ${accepted} valid lines before line ${line} were taken`, [
@@ -247,7 +301,7 @@ class BulkUpload implements LineSink {
 
   private refuse(line: number, error: ErrorCode, details: readonly ErrorDetail[]): void {
     this.result.rejected += 1;
-    this.options.onRefused?.(1, error);
+    this.options.onRefused?.(1, error, 'bulk');
     // Not capped here: a chunk is small, and its errors are only in line order once sorted.
     if (this.result.errors.length < MAX_LISTED_ERRORS) this.chunkErrors.push({ line, error, details });
   }

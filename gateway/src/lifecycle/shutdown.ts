@@ -9,6 +9,8 @@ export interface ShutdownParts {
   readonly pool: Pool;
   readonly logger: Logger;
   readonly timeoutMs: number;
+  /** Runs after the buffer is flushed (or abandoned at the deadline), before the pool closes. */
+  readonly closeAfterFlush?: () => Promise<void>;
 }
 
 function closeServer(server: Server): Promise<void> {
@@ -47,8 +49,11 @@ export function createShutdown(parts: ShutdownParts): () => Promise<{ lostRows: 
     if (outcome === 'deadline') {
       server.closeAllConnections();
       lostRows = batcher.abort();
-      if (lostRows > 0) logger.error({ lostRows, timeoutMs }, 'shutdown deadline passed with rows still buffered');
+      if (lostRows > 0) {
+        logger.error({ lostRows, timeoutMs }, 'shutdown deadline passed with rows unwritten (spooled ones are kept)');
+      }
     }
+    await parts.closeAfterFlush?.();
     await pool.end();
     logger.info({ lostRows }, 'stopped');
     return { lostRows };

@@ -1,16 +1,38 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { loadConfig, type Config } from '../../src/config';
 import { startGateway, type Gateway } from '../../src/gateway';
+import type { Logger } from '../../src/logger';
 import type { TestDatabase } from './database';
 import { testLogger } from './logger';
 
-/** A gateway on a loopback port of its own, against a test database; stop() it in afterAll. */
+/**
+ * A gateway on a loopback port of its own, against a test database, with a spool directory of its own
+ * (removed by stop() unless `SPOOL_DIR` was given); stop() it in afterAll.
+ */
 export async function startTestGateway(
   db: TestDatabase,
   env: Record<string, string> = {},
+  logger: Logger = testLogger,
 ): Promise<Gateway & { config: Config }> {
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATABASE_URL: db.url, BATCH_MAX_WAIT_MS: '5', ...env });
-  const gateway = await startGateway(config, db.url, testLogger);
-  return Object.assign(gateway, { config });
+  const spoolDir = env.SPOOL_DIR ?? (await mkdtemp(path.join(os.tmpdir(), 'mg-spool-')));
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATABASE_URL: db.url,
+    BATCH_MAX_WAIT_MS: '5',
+    SPOOL_DIR: spoolDir,
+    ...env,
+  });
+  const gateway = await startGateway(config, db.url, logger);
+  const stopGateway = gateway.stop;
+  const stop = async (): Promise<{ lostRows: number }> => {
+    const result = await stopGateway();
+    if (env.SPOOL_DIR === undefined) await rm(spoolDir, { recursive: true, force: true });
+    return result;
+  };
+  return Object.assign(gateway, { config, stop });
 }
 
 export interface JsonResponse<T = unknown> {

@@ -62,7 +62,7 @@ describe('startEmbeddedPostgres', () => {
 
     const second = await start();
     expect(await query(second.url, 'SELECT value FROM kept')).toEqual([{ value: 'still here' }]);
-  });
+  }, 90_000); // the first start runs initdb, which takes long on a busy machine
 
   test('adopts the server already running on the directory instead of starting another', async () => {
     const first = await start();

@@ -85,7 +85,7 @@ describe('Batcher', () => {
     const writer = new FakeWriter();
     const batcher = makeBatcher(writer, { batchMaxWaitMs: 10 });
     const ticket = new IngestTicket();
-    batcher.append([row(1), row(2)], ticket);
+    batcher.append([row(1), row(2)], { ticket });
     ticket.seal();
     expect(await ticket.settledWithin(1000)).toBe(true);
     expect(writer.batches).toEqual([[row(1), row(2)]]);
@@ -95,8 +95,8 @@ describe('Batcher', () => {
     const writer = new FakeWriter();
     const batcher = makeBatcher(writer);
     const ticket = new IngestTicket();
-    batcher.append(range(1, 8).map(row), ticket);
-    batcher.append(range(8, 16).map(row), ticket);
+    batcher.append(range(1, 8).map(row), { ticket });
+    batcher.append(range(8, 16).map(row), { ticket });
     expect(await ticket.settledWithin(20)).toBe(false); // not sealed yet
     ticket.seal();
     expect(await ticket.settledWithin(1000)).toBe(true);
@@ -109,11 +109,7 @@ describe('Batcher', () => {
     const batcher = makeBatcher(writer);
     const ticket = new IngestTicket();
     const users = range(1, 11);
-    batcher.append(
-      users.map(row),
-      ticket,
-      users.map((u) => u * 100),
-    );
+    batcher.append(users.map(row), { ticket, lines: users.map((u) => u * 100) });
     ticket.seal();
     expect(await ticket.settledWithin(1000)).toBe(true);
     expect(writer.stored.sort((a, b) => a - b)).toEqual([1, 2, 4, 5, 6, 7, 9, 10]);
@@ -130,7 +126,7 @@ describe('Batcher', () => {
     writer.transientFailures = 3;
     const batcher = makeBatcher(writer);
     const ticket = new IngestTicket();
-    batcher.append([row(1), row(2)], ticket);
+    batcher.append([row(1), row(2)], { ticket });
     ticket.seal();
     expect(await ticket.settledWithin(2000)).toBe(true);
     expect(writer.stored).toEqual([1, 2]);

@@ -1,0 +1,135 @@
+import type { RequestHandler, Response } from 'express';
+import type { Pool } from 'pg';
+import type { Logger } from 'pino';
+import { findActiveApiKey, type ApiKeyPrincipal, type Scope } from '../auth/api-keys';
+import { ApiKeyAuthenticator } from '../auth/authenticator';
+import { KeyRateLimiter } from '../auth/rate-limiter';
+import type { Config } from '../config';
+import { AppError } from '../errors';
+
+/** What a request needs: nothing, any valid key (`ingest` is the lesser scope), or an admin key. */
+export type Requirement = 'open' | Scope;
+
+/** Paths that never need a key: probes must work without secrets. */
+export const ALWAYS_OPEN_PATHS = ['/healthz', '/readyz'] as const;
+export const METRICS_PATHS = ['/metrics'] as const;
+export const DOCS_PATHS = ['/docs', '/openapi.json'] as const;
+
+/** The routes an `ingest` key may use; every other route, present or future, needs `admin`. */
+const INGEST_ROUTES = new Set(['POST /v1/metrics', 'POST /v1/metrics/bulk']);
+
+/** Which paths need less than an admin key; a listed path also covers what is below it (/docs/x). */
+export interface PathPolicy {
+  /** No key needed. */
+  readonly open: readonly string[];
+  /** Any valid key, whatever its scope. */
+  readonly anyKey: readonly string[];
+}
+
+/**
+ * Default deny: a route is open only when its path is listed as open, needs any key when listed so or
+ * when it is an ingest route, and an admin key otherwise, so a route added later is protected until
+ * someone decides otherwise. Express matches paths without regard to case or a trailing slash, so
+ * neither is compared here.
+ */
+export function requirementOf(method: string, path: string, policy: PathPolicy): Requirement {
+  const normalized = path.toLowerCase().replace(/\/+$/, '') || '/';
+  const listed = (paths: readonly string[]): boolean =>
+    paths.some((listedPath) => normalized === listedPath || normalized.startsWith(`${listedPath}/`));
+  if (listed(policy.open)) return 'open';
+  if (listed(policy.anyKey) || INGEST_ROUTES.has(`${method} ${normalized}`)) return 'ingest';
+  return 'admin';
+}
+
+/** RFC 6750 token characters; longer than any key we issue is refused as malformed. */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]{1,512}=*) *$/i;
+const REALM = 'Bearer realm="metrics-gateway"';
+
+function unauthorized(res: Response, message: string, invalidToken: boolean): AppError {
+  res.setHeader('WWW-Authenticate', invalidToken ? `${REALM}, error="invalid_token"` : REALM);
+  return new AppError('unauthorized', message);
+}
+
+export interface AccessControlOptions {
+  readonly authenticator: ApiKeyAuthenticator;
+  readonly paths: PathPolicy;
+  readonly rateLimiter?: KeyRateLimiter;
+}
+
+/**
+ * The one middleware that checks API keys, installed before every route when AUTH_REQUIRED=true:
+ * 401 without a valid key, 403 when the key's scope is too small, 429 past the key's rate limit.
+ * Answers never repeat the key; the log line of the request names the key, never shows it.
+ */
+export function accessControl({ authenticator, paths, rateLimiter }: AccessControlOptions): RequestHandler {
+  return async (req, res, next) => {
+    const needed = requirementOf(req.method, req.path, paths);
+    if (needed === 'open') return next();
+
+    const header = req.headers.authorization;
+    if (header === undefined || header === '') {
+      throw unauthorized(res, 'an API key is required: send Authorization: Bearer <key>', false);
+    }
+    const token = BEARER.exec(header)?.[1];
+    if (token === undefined) throw unauthorized(res, 'the Authorization header must be "Bearer <key>"', true);
+    const principal: ApiKeyPrincipal | undefined = await authenticator.authenticate(token);
+    if (principal === undefined) throw unauthorized(res, 'the API key is unknown or revoked', true);
+
+    req.log.setBindings({ apiKey: principal.name });
+    if (needed === 'admin' && principal.scope !== 'admin') {
+      res.setHeader('WWW-Authenticate', `${REALM}, error="insufficient_scope", scope="admin"`);
+      throw new AppError(
+        'forbidden',
+        `the API key ${JSON.stringify(principal.name)} has scope ingest; this needs admin`,
+      );
+    }
+    const decision = rateLimiter?.take(principal.id);
+    if (decision !== undefined && !decision.allowed) {
+      throw new AppError(
+        'overloaded',
+        'this API key is over its rate limit (RATE_LIMIT_PER_KEY_RPS)',
+        [],
+        decision.retryAfterSeconds,
+      );
+    }
+    next();
+  };
+}
+
+/** /healthz and /readyz open; /metrics and the docs open, or behind any key when configured so. */
+export function pathPolicy(config: Pick<Config, 'metricsAuthRequired' | 'docsAuthRequired'>): PathPolicy {
+  const open: string[] = [...ALWAYS_OPEN_PATHS];
+  const anyKey: string[] = [];
+  (config.metricsAuthRequired ? anyKey : open).push(...METRICS_PATHS);
+  (config.docsAuthRequired ? anyKey : open).push(...DOCS_PATHS);
+  return { open, anyKey };
+}
+
+/** The access control that `config` asks for, or undefined when AUTH_REQUIRED=false (everything open). */
+export function accessControlFor(
+  config: Pick<
+    Config,
+    | 'authRequired'
+    | 'authCacheTtlMs'
+    | 'metricsAuthRequired'
+    | 'docsAuthRequired'
+    | 'rateLimitPerKeyRps'
+    | 'rateLimitBurst'
+  >,
+  pool: Pool,
+  logger: Logger,
+): RequestHandler | undefined {
+  if (!config.authRequired) return undefined;
+  return accessControl({
+    authenticator: new ApiKeyAuthenticator({
+      lookup: (keyHash) => findActiveApiKey(pool, keyHash),
+      ttlMs: config.authCacheTtlMs,
+      logger,
+    }),
+    paths: pathPolicy(config),
+    rateLimiter:
+      config.rateLimitPerKeyRps > 0
+        ? new KeyRateLimiter({ ratePerSecond: config.rateLimitPerKeyRps, burst: config.rateLimitBurst })
+        : undefined,
+  });
+}

@@ -1,0 +1,64 @@
+import express, { Router } from 'express';
+import path from 'node:path';
+import { buildOpenApiDocument } from './openapi';
+
+// The package's main module loads the whole bundle into Node; only its folder is needed.
+const SWAGGER_UI_DIR = path.dirname(require.resolve('swagger-ui-dist/package.json'));
+
+// The page and its script are ours; the rest (swagger-ui-bundle.js, swagger-ui.css, icons) is served
+// from the swagger-ui-dist package, so the page works without network access. Paths are relative to
+// /docs/, so the page also works behind a proxy that mounts the gateway under a prefix.
+const DOCS_PAGE = `<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <title>metrics-gateway API</title>
+    <link rel="stylesheet" href="swagger-ui.css" />
+    <link rel="icon" type="image/png" href="favicon-32x32.png" sizes="32x32" />
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="swagger-ui-bundle.js"></script>
+    <script src="swagger-initializer.js"></script>
+  </body>
+</html>
+`;
+
+const DOCS_SCRIPT = `window.addEventListener('load', function () {
+  window.ui = SwaggerUIBundle({
+    url: '../openapi.json',
+    dom_id: '#swagger-ui',
+    deepLinking: true,
+    presets: [SwaggerUIBundle.presets.apis],
+    layout: 'BaseLayout',
+  });
+});
+`;
+
+/** GET /openapi.json and the interactive page at GET /docs. */
+export function docsRoutes(): Router {
+  const router = Router();
+  const document = buildOpenApiDocument();
+
+  router.get('/openapi.json', (_req, res) => {
+    res.json(document);
+  });
+
+  // strict routing is off, so '/docs/' matches /docs too: send that to /docs/ for the relative paths.
+  router.get(['/docs/', '/docs/index.html'], (req, res) => {
+    if (req.path === '/docs') {
+      // Relative, so that /prefix/docs goes to /prefix/docs/ behind a proxy.
+      res.redirect(301, `docs/${new URL(req.originalUrl, 'http://gateway').search}`);
+      return;
+    }
+    res.type('html').send(DOCS_PAGE);
+  });
+  // Replaces the package's own initializer, which points at a demo API on the internet.
+  router.get('/docs/swagger-initializer.js', (_req, res) => {
+    res.type('js').send(DOCS_SCRIPT);
+  });
+  router.use('/docs', express.static(SWAGGER_UI_DIR, { index: false, redirect: false, maxAge: '1h' }));
+
+  return router;
+}
