@@ -32,14 +32,31 @@ export interface RejectedRow {
 }
 
 /**
+ * What a caller keeps between attempts to write the same rows. When a connection breaks after COMMIT
+ * was sent, nobody knows whether the rows were stored; the transaction id of the last attempt lets
+ * the next attempt ask PostgreSQL (txid_status) instead of storing them a second time.
+ */
+export interface WriteAttempts {
+  lastTransactionId?: string;
+}
+
+/**
  * Writes encoded rows into user_metrics, and refused rows into rejected_metrics. The spool ranges of
  * the rows, if any, are recorded in spool_commits in the same transaction, so a replay of the spool
  * after a crash skips them.
  */
 export interface MetricsWriter {
   /** Stores all rows in one transaction, or none of them (then the error says why). */
-  write(rows: readonly string[], spooled?: readonly SpoolRange[]): Promise<void>;
+  write(rows: readonly string[], spooled?: readonly SpoolRange[], attempts?: WriteAttempts): Promise<void>;
   reject(rows: readonly RejectedRow[], spooled?: readonly SpoolRange[]): Promise<void>;
+}
+
+/** Thrown while an earlier attempt's transaction is still open on a broken connection. */
+class EarlierAttemptUnresolved extends Error {
+  constructor(transactionId: string) {
+    super(`transaction ${transactionId} of an earlier attempt is still in progress`);
+    this.name = 'EarlierAttemptUnresolved';
+  }
 }
 
 const RECORD_SPOOL_COMMITS = `
@@ -69,22 +86,38 @@ export function createMetricsWriter(pool: Pool): MetricsWriter {
     }
   }
 
-  async function write(rows: readonly string[], spooled: readonly SpoolRange[] = []): Promise<void> {
+  /** Whether the transaction of an earlier attempt committed; throws while that is not known yet. */
+  async function committedEarlier(attempts: WriteAttempts): Promise<boolean> {
+    const transactionId = attempts.lastTransactionId;
+    if (transactionId === undefined) return false;
+    const { rows } = await pool.query<{ status: string | null }>('SELECT txid_status($1) AS status', [transactionId]);
+    const status = rows[0]?.status;
+    if (status === 'in progress') throw new EarlierAttemptUnresolved(transactionId);
+    attempts.lastTransactionId = undefined;
+    return status === 'committed';
+  }
+
+  async function write(
+    rows: readonly string[],
+    spooled: readonly SpoolRange[] = [],
+    attempts: WriteAttempts = {},
+  ): Promise<void> {
+    if (await committedEarlier(attempts)) return;
     const plain: string[] = [];
     const idempotent: string[] = [];
     for (const row of rows) (hasEventId(row) ? idempotent : plain).push(row);
 
     await withClient(async (client) => {
-      if (idempotent.length === 0 && spooled.length === 0) {
-        // A single COPY is its own transaction: no BEGIN/COMMIT round trips.
-        await copyRows(client, `user_metrics (${COLUMN_LIST})`, plain);
-        return;
-      }
       if (idempotent.length > 0 && !clientsWithStaging.has(client)) {
         await client.query(CREATE_STAGING);
         clientsWithStaging.add(client);
       }
-      await client.query('BEGIN');
+      // One round trip: the transaction starts and names itself, for committedEarlier() on a retry.
+      const [, named] = (await client.query('BEGIN; SELECT txid_current()::text AS id')) as unknown as [
+        unknown,
+        { rows: { id: string }[] },
+      ];
+      attempts.lastTransactionId = named.rows[0]?.id;
       if (plain.length > 0) await copyRows(client, `user_metrics (${COLUMN_LIST})`, plain);
       if (idempotent.length > 0) {
         await copyRows(client, `${STAGING_TABLE} (${COLUMN_LIST})`, idempotent);
@@ -92,6 +125,7 @@ export function createMetricsWriter(pool: Pool): MetricsWriter {
       }
       if (spooled.length > 0) await recordSpooled(client, spooled);
       await client.query('COMMIT');
+      attempts.lastTransactionId = undefined;
     });
   }
 

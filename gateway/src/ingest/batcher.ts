@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { MetricsWriter, RejectedRow, SpoolRange } from '../db/metrics-writer';
+import type { MetricsWriter, RejectedRow, SpoolRange, WriteAttempts } from '../db/metrics-writer';
 import type { SpoolPosition } from '../spool/spool';
 import { classifyFailure, rejectionCode, sqlState } from '../db/sqlstate';
 import { decodeMetricRow } from './copy-encode';
@@ -236,12 +236,14 @@ export class Batcher {
 
   /** Stores rows [lo, hi) of the batch, isolating refused rows by halving. */
   private async writeRange(batch: Batch, lo: number, hi: number): Promise<void> {
+    const attempts: WriteAttempts = {};
     for (let attempt = 0; ; attempt++) {
       try {
         const spooled = this.spoolRanges(batch, lo, hi);
         await this.options.writer.write(
           lo === 0 && hi === batch.rows.length ? batch.rows : batch.rows.slice(lo, hi),
           spooled,
+          attempts,
         );
         this.settleCommitted(batch, lo, hi);
         if (spooled.length > 0) this.options.onSpooledDone?.(spooled);
