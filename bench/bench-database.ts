@@ -1,0 +1,163 @@
+// The benchmark's database: a fresh one on the chosen server, migrated and seeded, dropped at the end.
+
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, DatabaseError, Pool, escapeIdentifier } from 'pg';
+import type { Logger } from 'pino';
+import { seedDemoData } from '../seed/seed-database';
+import { startEmbeddedPostgres } from '../gateway/src/db/embedded';
+import { migrate } from '../gateway/src/db/migrate';
+
+export const METRICS_TABLE = 'user_metrics';
+/** Same shape as user_metrics, without foreign keys or triggers: the physical limit of the table. */
+export const NO_FK_TABLE = 'user_metrics_nofk';
+
+export interface BenchServer {
+  /** A maintenance database on the server, for CREATE and DROP DATABASE. */
+  readonly url: string;
+  /** Where the server comes from, for the report (no credentials). */
+  readonly source: string;
+  stop(): Promise<void>;
+}
+
+/** BENCH_DATABASE_URL, else DATABASE_URL's server, else an embedded PostgreSQL in a temporary folder. */
+export async function openBenchServer(env: NodeJS.ProcessEnv, logger: Logger): Promise<BenchServer> {
+  for (const variable of ['BENCH_DATABASE_URL', 'DATABASE_URL']) {
+    const url = env[variable];
+    if (url) return { url, source: `${variable} (${serverAddress(url)})`, stop: async () => undefined };
+  }
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mg-bench-pg-'));
+  try {
+    const server = await startEmbeddedPostgres({ dataDir, logger });
+    return {
+      url: server.url,
+      source: `embedded PostgreSQL in ${dataDir}`,
+      stop: async () => {
+        try {
+          await server.stop();
+        } finally {
+          await rm(dataDir, { recursive: true, force: true });
+        }
+      },
+    };
+  } catch (error) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** host:port of a connection string, never its password. */
+function serverAddress(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname || 'localhost'}:${parsed.port || '5432'}`;
+  } catch {
+    return 'unparsable URL';
+  }
+}
+
+export interface BenchDatabase {
+  readonly name: string;
+  readonly url: string;
+  readonly pool: Pool;
+  /** Applied migrations, in order. */
+  readonly migrations: readonly string[];
+  /** Ends the pool and drops the database, disconnecting anyone still on it. Idempotent. */
+  drop(): Promise<void>;
+}
+
+/** Creates mg_bench_<random>, migrates it, seeds the demo users and devices and adds the no-FK table. */
+export async function createBenchDatabase(server: BenchServer, logger: Logger): Promise<BenchDatabase> {
+  const name = `mg_bench_${randomBytes(4).toString('hex')}`;
+  await withClient(server.url, (client) => client.query(`CREATE DATABASE ${escapeIdentifier(name)}`));
+  const url = databaseUrl(server.url, name);
+  // No statement of the benchmark's own may hang a run forever (a TRUNCATE behind a stuck lock, say).
+  const pool = new Pool({ connectionString: url, max: 2, application_name: 'mg-bench', statement_timeout: 600_000 });
+  let dropping: Promise<void> | undefined;
+  const drop = (): Promise<void> =>
+    (dropping ??= (async () => {
+      await pool.end().catch(() => undefined);
+      await withClient(server.url, (client) =>
+        client.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`),
+      );
+    })());
+  try {
+    await migrate(pool, logger);
+    const applied = await pool.query<{ name: string }>('SELECT name FROM pgmigrations ORDER BY run_on, id');
+    await seedDemoData(pool);
+    await pool.query(`CREATE TABLE ${NO_FK_TABLE} (LIKE ${METRICS_TABLE} INCLUDING ALL)`);
+    // Autovacuum would analyze the freshly seeded tables at some moment during the benchmark, and the
+    // plan of every per-row foreign-key check can change with it; analyzing now makes all runs equal.
+    await pool.query('VACUUM ANALYZE users, devices');
+    return { name, url, pool, migrations: applied.rows.map((row) => row.name), drop };
+  } catch (error) {
+    await drop().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** The same server URL with another database. */
+export function databaseUrl(serverUrl: string, database: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+async function withClient<T>(url: string, work: (client: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: url, application_name: 'mg-bench' });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/** Empties the metric tables and writes out dirty pages, so that every run starts from the same state. */
+export async function resetTables(pool: Pool): Promise<void> {
+  const tables = [METRICS_TABLE, NO_FK_TABLE, 'rejected_metrics'].join(', ');
+  await pool.query(`TRUNCATE ${tables} RESTART IDENTITY`);
+  await pool.query(`VACUUM ANALYZE ${tables}`);
+  try {
+    await pool.query('CHECKPOINT');
+  } catch (error) {
+    // CHECKPOINT needs a superuser (or pg_checkpoint); without it runs are only a little less equal.
+    if (!(error instanceof DatabaseError && error.code === INSUFFICIENT_PRIVILEGE)) throw error;
+  }
+}
+
+export async function countRows(pool: Pool, table: string): Promise<number> {
+  const result = await pool.query<{ count: string }>(`SELECT count(*) AS count FROM ${escapeIdentifier(table)}`);
+  return Number(result.rows[0]?.count ?? NaN);
+}
+
+export interface ServerFacts {
+  readonly version: string;
+  readonly settings: string;
+}
+
+const REPORTED_SETTINGS = [
+  'shared_buffers',
+  'synchronous_commit',
+  'fsync',
+  'wal_level',
+  'max_wal_size',
+  'checkpoint_timeout',
+  'max_connections',
+];
+
+export async function describeServer(pool: Pool): Promise<ServerFacts> {
+  const version = await pool.query<{ server_version: string }>('SHOW server_version');
+  const settings = await pool.query<{ name: string; setting: string; unit: string | null }>(
+    `SELECT name, current_setting(name) AS setting FROM pg_settings WHERE name = ANY($1) ORDER BY name`,
+    [REPORTED_SETTINGS],
+  );
+  return {
+    version: version.rows[0]?.server_version ?? 'unknown',
+    settings: settings.rows.map((row) => `${row.name}=${row.setting}`).join(', '),
+  };
+}

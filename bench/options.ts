@@ -1,0 +1,165 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { STEP_NAMES, type StepName } from './contenders';
+
+export interface BenchOptions {
+  /** Rows generated once and loaded by every bulk and COPY run. */
+  readonly rows: number;
+  readonly rounds: number;
+  /** Seconds of each measured autocannon run. */
+  readonly durationSeconds: number;
+  /** Seconds of autocannon load before each measured run, not counted. */
+  readonly warmupSeconds: number;
+  readonly connections: number;
+  /** Clients of the parallel bulk run, each uploading one part of the rows. */
+  readonly bulkClients: number;
+  readonly steps: ReadonlySet<StepName>;
+  /** Size of the streamed upload of the `big` step. */
+  readonly bigBytes: number;
+  readonly seed: number;
+  readonly withEventIds: boolean;
+  /** LOG_LEVEL of the gateway child process. */
+  readonly gatewayLogLevel: string;
+  readonly out: string;
+  readonly chart: string;
+}
+
+export class UsageError extends Error {}
+
+export const DEFAULTS = {
+  rows: 400_000,
+  rounds: 3,
+  durationSeconds: 10,
+  warmupSeconds: 2,
+  connections: 64,
+  bulkClients: 4,
+  bigMegabytes: 2048,
+  seed: 1,
+  gatewayLogLevel: 'warn',
+} as const;
+
+export const USAGE = `Usage: npm run bench -- [options]
+
+Runs, in alternating rounds on one fresh database and one set of generated rows: bulk NDJSON through
+the gateway, psql \\copy into a table without foreign keys and into user_metrics, single POSTs through
+the gateway (autocannon), and a naive INSERT-per-request server. Writes a Markdown report and an SVG
+chart of the ratios. Database: BENCH_DATABASE_URL, else DATABASE_URL's server, else an embedded
+PostgreSQL in a temporary folder; a database mg_bench_<random> is created and dropped.
+
+  --rows N          rows per bulk and COPY run (default ${DEFAULTS.rows})
+  --rounds N        rounds; the report gives medians (default ${DEFAULTS.rounds})
+  --duration S      seconds of each autocannon run (default ${DEFAULTS.durationSeconds})
+  --warmup S        seconds of load before each autocannon run, not measured (default ${DEFAULTS.warmupSeconds}; 0: none)
+  --connections N   autocannon connections (default ${DEFAULTS.connections})
+  --clients N       clients of the parallel bulk run (default ${DEFAULTS.bulkClients})
+  --only LIST       comma-separated steps among ${STEP_NAMES.join(', ')} (default: all but big)
+  --big             also stream a generated NDJSON body (no file) through the gateway and report its peak RSS
+  --big-mb N        size of that body in MiB (default ${DEFAULTS.bigMegabytes})
+  --seed N          seed of the generated rows (default ${DEFAULTS.seed})
+  --event-ids       give every generated row an event_id (the idempotent insert path)
+  --log-level L     LOG_LEVEL of the gateway under test (default ${DEFAULTS.gatewayLogLevel}: no per-request log lines)
+  --out FILE        the report (default bench/RESULTS.md)
+  --chart FILE      the chart (default: results.svg beside the default report, else FILE of --out with .svg)
+  -h, --help        show this help
+
+Environment variables of the gateway (BATCH_MAX_ROWS, FLUSH_CONCURRENCY, ...) pass through to it and are
+listed in the report.
+`;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Parses the command line; `defaultOut` is the report path when --out is not given. */
+export function parseBenchArgs(argv: readonly string[], defaultOut: string): BenchOptions | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        rows: { type: 'string' },
+        rounds: { type: 'string' },
+        duration: { type: 'string' },
+        warmup: { type: 'string' },
+        connections: { type: 'string' },
+        clients: { type: 'string' },
+        only: { type: 'string' },
+        big: { type: 'boolean', default: false },
+        'big-mb': { type: 'string' },
+        seed: { type: 'string' },
+        'event-ids': { type: 'boolean', default: false },
+        'log-level': { type: 'string' },
+        out: { type: 'string' },
+        chart: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.help) return 'help';
+
+  const steps =
+    values.only === undefined ? new Set<StepName>(['bulk', 'copy', 'single', 'naive']) : parseSteps(values.only);
+  if (values.big) steps.add('big');
+
+  const logLevel = values['log-level'] ?? DEFAULTS.gatewayLogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
+  if (values.out === '') throw new UsageError('--out must name a file');
+  if (values.chart === '') throw new UsageError('--chart must name a file');
+  const out = path.resolve(values.out ?? defaultOut);
+
+  const bulkClients = integer('--clients', values.clients, DEFAULTS.bulkClients, 1, 64);
+  const rows = integer('--rows', values.rows, DEFAULTS.rows, 1, 100_000_000);
+  if (rows < bulkClients) throw new UsageError(`--rows (${rows}) must be at least --clients (${bulkClients})`);
+  return {
+    rows,
+    rounds: integer('--rounds', values.rounds, DEFAULTS.rounds, 1, 100),
+    durationSeconds: integer('--duration', values.duration, DEFAULTS.durationSeconds, 1, 3600),
+    warmupSeconds: integer('--warmup', values.warmup, DEFAULTS.warmupSeconds, 0, 600),
+    connections: integer('--connections', values.connections, DEFAULTS.connections, 1, 10_000),
+    bulkClients,
+    steps,
+    bigBytes: integer('--big-mb', values['big-mb'], DEFAULTS.bigMegabytes, 1, 1_000_000) * 1024 * 1024,
+    seed: integer('--seed', values.seed, DEFAULTS.seed, -(2 ** 31), 2 ** 31 - 1),
+    withEventIds: values['event-ids'],
+    gatewayLogLevel: logLevel,
+    out,
+    chart: path.resolve(values.chart ?? defaultChartPath(out, path.resolve(defaultOut))),
+  };
+}
+
+/** results.svg beside the default report; for another report, its own name with .svg. */
+export function defaultChartPath(out: string, defaultOut: string): string {
+  if (out === defaultOut) return path.join(path.dirname(out), 'results.svg');
+  const extension = path.extname(out);
+  return `${extension === '' ? out : out.slice(0, -extension.length)}.svg`;
+}
+
+function parseSteps(list: string): Set<StepName> {
+  const names = list
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
+  if (names.length === 0) throw new UsageError('--only needs at least one step');
+  const steps = new Set<StepName>();
+  for (const name of names) {
+    if (!(STEP_NAMES as readonly string[]).includes(name)) {
+      throw new UsageError(`--only: unknown step ${JSON.stringify(name)}; choose among ${STEP_NAMES.join(', ')}`);
+    }
+    steps.add(name as StepName);
+  }
+  return steps;
+}
+
+function integer(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  // Digits only (underscores as separators): "1e5" or "10k" would be guesses.
+  const value = /^-?\d[\d_]*$/.test(text) ? Number(text.replaceAll('_', '')) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UsageError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}

@@ -1,0 +1,350 @@
+// One run of each contender: start what it needs, measure, check what landed, stop.
+
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import autocannon from 'autocannon';
+import { generateNdjson } from '../seed/generate-metrics';
+import { METRICS_TABLE, NO_FK_TABLE, countRows, type BenchDatabase } from './bench-database';
+import { runTimedCommand, startService, type Service, type StopResult } from './child-processes';
+import type { RunId } from './contenders';
+import type { Dataset } from './dataset';
+import { uploadFile, uploadNdjson, type BulkAnswer } from './http-upload';
+import type { BenchOptions } from './options';
+import type { BigUploadResult, RunResult } from './report';
+import { formatBytes, formatCount } from './stats';
+
+export interface RunContext {
+  readonly options: BenchOptions;
+  readonly db: BenchDatabase;
+  readonly dataset: Dataset;
+  /** Logs of the child processes go here. */
+  readonly workDir: string;
+  readonly gatewayScript: string;
+  readonly naiveServerScript: string;
+  readonly progress: (line: string) => void;
+}
+
+const START_TIMEOUT_MS = 30_000;
+// The gateway flushes its buffer on SIGTERM within SHUTDOWN_TIMEOUT_MS (30 s by default).
+const STOP_TIMEOUT_MS = 60_000;
+/** Slowest load we wait for before calling a bulk or COPY run stuck: 2000 rows/s, at least 2 minutes. */
+function loadTimeoutMs(rows: number): number {
+  return Math.max(120_000, rows / 2);
+}
+
+// "metrics-gateway  http://127.0.0.1:PORT" on stdout, or "url" in its JSON log line.
+const GATEWAY_URL = /(?:"url":"|metrics-gateway\s+)(http:\/\/[^"\s]+)/;
+const NAIVE_URL = /naive-server listening on (http:\/\/\S+)/;
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export function startGatewayProcess(
+  context: RunContext,
+  label: string,
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<Service> {
+  return startService({
+    name: 'gateway',
+    script: context.gatewayScript,
+    env: {
+      ...process.env,
+      ...extraEnv,
+      DATABASE_URL: context.db.url,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: context.options.gatewayLogLevel,
+      MIGRATE_ON_START: 'false',
+      SEED_DEMO_DATA: 'false',
+    },
+    logFile: path.join(context.workDir, `${label}.gateway.log`),
+    urlPattern: GATEWAY_URL,
+    startTimeoutMs: START_TIMEOUT_MS,
+    stopTimeoutMs: STOP_TIMEOUT_MS,
+  });
+}
+
+function startNaiveProcess(context: RunContext, label: string): Promise<Service> {
+  return startService({
+    name: 'naive server',
+    script: context.naiveServerScript,
+    env: { ...process.env, DATABASE_URL: context.db.url, PORT: '0', HOST: '127.0.0.1' },
+    logFile: path.join(context.workDir, `${label}.naive.log`),
+    urlPattern: NAIVE_URL,
+    startTimeoutMs: START_TIMEOUT_MS,
+    stopTimeoutMs: STOP_TIMEOUT_MS,
+  });
+}
+
+function stopProblems(service: Service, stopped: StopResult): string[] {
+  if (stopped.killed) return [`${service.name} did not stop within ${STOP_TIMEOUT_MS} ms and was killed`];
+  if (stopped.exitCode !== 0) {
+    return [`${service.name} exited with code ${stopped.exitCode} (signal ${stopped.signal}); log: ${service.logFile}`];
+  }
+  return [];
+}
+
+function answerProblems(answer: BulkAnswer, expectedRows: number, part: string): string[] {
+  const problems: string[] = [];
+  if (answer.status !== 200) {
+    problems.push(`${part}: status ${answer.status}: ${JSON.stringify(answer.errors).slice(0, 300)}`);
+  }
+  if (answer.accepted !== expectedRows) problems.push(`${part}: accepted ${answer.accepted} of ${expectedRows} rows`);
+  if (answer.rejected !== 0) {
+    problems.push(`${part}: rejected ${answer.rejected}: ${JSON.stringify(answer.errors).slice(0, 300)}`);
+  }
+  return problems;
+}
+
+/** Bulk NDJSON with wait=true: the whole file from one client, or one part per client in parallel. */
+export async function runBulk(context: RunContext, id: 'bulk-1' | 'bulk-n', round: number): Promise<RunResult> {
+  const { dataset } = context;
+  const files =
+    id === 'bulk-1' ? [{ file: dataset.ndjsonFile, rows: dataset.rows, bytes: dataset.ndjsonBytes }] : dataset.parts;
+  const problems: string[] = [];
+  let seconds: number | undefined;
+  const gateway = await startGatewayProcess(context, `round${round}-${id}`);
+  try {
+    const started = performance.now();
+    const answers = await Promise.all(
+      files.map((part) =>
+        uploadFile(gateway.url, part.file, part.bytes, { wait: true, timeoutMs: loadTimeoutMs(dataset.rows) }),
+      ),
+    );
+    seconds = (performance.now() - started) / 1000;
+    answers.forEach((answer, index) =>
+      problems.push(...answerProblems(answer, (files[index] as { rows: number }).rows, `upload ${index + 1}`)),
+    );
+  } catch (error) {
+    problems.push(`upload failed: ${errorText(error)}`);
+  } finally {
+    problems.push(...stopProblems(gateway, await gateway.stop()));
+  }
+  const usage = gateway.usage();
+  const count = await countRows(context.db.pool, METRICS_TABLE);
+  if (count !== dataset.rows) problems.push(`${METRICS_TABLE} holds ${count} rows, expected ${dataset.rows}`);
+  return {
+    id,
+    round,
+    value: seconds === undefined ? undefined : dataset.rows / seconds,
+    seconds,
+    count,
+    peakRssBytes: usage.peakRssBytes,
+    cpuSeconds: usage.cpuSeconds,
+    problems,
+  };
+}
+
+/** psql \copy of the COPY text into the table without foreign keys, or into user_metrics. */
+export async function runCopy(context: RunContext, id: 'copy-nofk' | 'copy-fk', round: number): Promise<RunResult> {
+  const { dataset } = context;
+  const table = id === 'copy-nofk' ? NO_FK_TABLE : METRICS_TABLE;
+  if (dataset.copyFile.includes("'")) throw new Error(`cannot quote ${dataset.copyFile} for psql`);
+  const command = `\\copy ${table} (${dataset.copyColumns.join(', ')}) FROM '${dataset.copyFile}'`;
+  const problems: string[] = [];
+  let seconds: number | undefined;
+  try {
+    const result = await runTimedCommand('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-d', context.db.url, '-c', command], {
+      env: { ...process.env, PGAPPNAME: 'mg-bench-psql' },
+      timeoutMs: loadTimeoutMs(dataset.rows),
+    });
+    const copied = Number(/COPY (\d+)/.exec(result.stdout)?.[1] ?? NaN);
+    if (result.exitCode !== 0) problems.push(`psql exited with ${result.exitCode}: ${result.stderr.trim()}`);
+    else if (copied !== dataset.rows)
+      problems.push(`psql reported ${result.stdout.trim()}, expected COPY ${dataset.rows}`);
+    else seconds = result.seconds;
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    problems.push(missing ? 'psql is not on the PATH' : `psql failed: ${errorText(error)}`);
+  }
+  const count = await countRows(context.db.pool, table);
+  if (count !== dataset.rows) problems.push(`${table} holds ${count} rows, expected ${dataset.rows}`);
+  return { id, round, value: seconds === undefined ? undefined : dataset.rows / seconds, seconds, count, problems };
+}
+
+interface LoadResult {
+  readonly ok: number;
+  readonly rps: number;
+  readonly seconds: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly problems: string[];
+}
+
+/** autocannon against `url + path`, cycling through the bodies; bounded by its duration plus a margin. */
+async function loadTest(
+  url: string,
+  requestPath: string,
+  bodies: readonly string[],
+  connections: number,
+  durationSeconds: number,
+): Promise<LoadResult> {
+  const requests = bodies.map((body) => ({
+    method: 'POST' as const,
+    path: requestPath,
+    headers: { 'content-type': 'application/json' },
+    body,
+  }));
+  // autocannon starts its clock before it builds its clients and stops them only at the next 1 s
+  // sample after the duration, so its own `duration` overstates the time under load: we time from
+  // its 'start' event (clients ready) to its result (clients destroyed).
+  let loadStarted: number | undefined;
+  let loadEnded = 0;
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon(
+      { url, connections, duration: durationSeconds, pipelining: 1, timeout: 10, requests },
+      (error: unknown, value: autocannon.Result) => {
+        loadEnded = performance.now();
+        clearTimeout(guard);
+        if (error) reject(error instanceof Error ? error : new Error(String(error)));
+        else resolve(value);
+      },
+    );
+    instance.once('start', () => (loadStarted = performance.now()));
+    const guard = setTimeout(() => instance.stop(), (durationSeconds + 30) * 1000);
+  });
+  const seconds = loadStarted === undefined ? result.duration : (loadEnded - loadStarted) / 1000;
+  const problems: string[] = [];
+  if (result.non2xx > 0) {
+    problems.push(
+      `${result.non2xx} non-2xx answers (4xx: ${result['4xx']}, 5xx: ${result['5xx']}, 3xx: ${result['3xx']})`,
+    );
+  }
+  if (result.errors > 0) problems.push(`${result.errors} connection errors (${result.timeouts} timeouts)`);
+  if (result['2xx'] === 0) problems.push('no 2xx answer at all');
+  return {
+    ok: result['2xx'],
+    rps: result['2xx'] / seconds,
+    seconds,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    problems,
+  };
+}
+
+/** Single POSTs under autocannon: the gateway with wait=true or wait=false, or the naive server. */
+export async function runSingle(
+  context: RunContext,
+  id: 'single-wait' | 'single-nowait' | 'naive',
+  round: number,
+): Promise<RunResult> {
+  const { options, dataset } = context;
+  const label = `round${round}-${id}`;
+  const service = id === 'naive' ? await startNaiveProcess(context, label) : await startGatewayProcess(context, label);
+  const requestPath = id === 'single-nowait' ? '/v1/metrics?wait=false' : '/v1/metrics?wait=true';
+  const problems: string[] = [];
+  let measured: LoadResult | undefined;
+  let answered = 0;
+  try {
+    if (options.warmupSeconds > 0) {
+      const warmup = await loadTest(
+        service.url,
+        requestPath,
+        dataset.singleBodies,
+        options.connections,
+        options.warmupSeconds,
+      );
+      answered += warmup.ok;
+      problems.push(...warmup.problems.map((problem) => `warm-up: ${problem}`));
+    }
+    measured = await loadTest(
+      service.url,
+      requestPath,
+      dataset.singleBodies,
+      options.connections,
+      options.durationSeconds,
+    );
+    answered += measured.ok;
+    problems.push(...measured.problems);
+  } catch (error) {
+    problems.push(`autocannon failed: ${errorText(error)}`);
+  } finally {
+    // The gateway flushes what it buffered (wait=false) before it exits.
+    problems.push(...stopProblems(service, await service.stop()));
+  }
+  const usage = service.usage();
+  const count = await countRows(context.db.pool, METRICS_TABLE);
+  if (count < answered)
+    problems.push(`${METRICS_TABLE} holds ${count} rows but ${answered} requests were answered 2xx`);
+  return {
+    id,
+    round,
+    value: measured?.rps,
+    seconds: measured?.seconds,
+    count: measured?.ok,
+    p50Ms: measured?.p50Ms,
+    p99Ms: measured?.p99Ms,
+    peakRssBytes: usage.peakRssBytes,
+    cpuSeconds: usage.cpuSeconds,
+    problems,
+  };
+}
+
+export function runOne(context: RunContext, id: RunId, round: number): Promise<RunResult> {
+  switch (id) {
+    case 'bulk-1':
+    case 'bulk-n':
+      return runBulk(context, id, round);
+    case 'copy-nofk':
+    case 'copy-fk':
+      return runCopy(context, id, round);
+    case 'single-wait':
+    case 'single-nowait':
+    case 'naive':
+      return runSingle(context, id, round);
+  }
+}
+
+const BIG_PROGRESS_MS = 5000;
+
+/**
+ * One NDJSON body of about `options.bigBytes`, generated while it is sent (no file), through the
+ * gateway with wait=true; reports the gateway's peak RSS.
+ */
+export async function runBigUpload(context: RunContext): Promise<BigUploadResult> {
+  const { options, dataset, progress } = context;
+  const bytesPerRow = dataset.ndjsonBytes / dataset.rows;
+  const rows = Math.ceil(options.bigBytes / bytesPerRow);
+  const problems: string[] = [];
+  let seconds: number | undefined;
+  let accepted: number | undefined;
+  let bytesSent = 0;
+  // At least 1 MiB/s, at least 10 minutes.
+  const timeoutMs = Math.max(600_000, Math.ceil(options.bigBytes / 1024));
+  // Node's default request timeout (300 s) would cut an upload slower than ~7 MB/s with a 408; this
+  // step measures memory, so the gateway gets our timeout unless the environment sets one.
+  const gatewayEnv = process.env.REQUEST_TIMEOUT_MS ? {} : { REQUEST_TIMEOUT_MS: String(timeoutMs) };
+  const gateway = await startGatewayProcess(context, 'big', gatewayEnv);
+  const started = performance.now();
+  const ticker = setInterval(() => {
+    const elapsed = (performance.now() - started) / 1000;
+    const usage = gateway.usage();
+    progress(
+      `big upload: ${formatBytes(bytesSent)} of ~${formatBytes(options.bigBytes)} sent in ${elapsed.toFixed(0)} s ` +
+        `(~${formatCount(bytesSent / bytesPerRow / elapsed)} rows/s); gateway RSS ${formatBytes(usage.rssBytes)}, ` +
+        `peak ${formatBytes(usage.peakRssBytes)}`,
+    );
+  }, BIG_PROGRESS_MS);
+  try {
+    const body = Readable.from(generateNdjson({ count: rows, seed: dataset.seed, startMs: dataset.startMs }));
+    const answer = await uploadNdjson(gateway.url, body, {
+      wait: true,
+      timeoutMs,
+      onBytes: (sent) => (bytesSent = sent),
+    });
+    seconds = (performance.now() - started) / 1000;
+    accepted = answer.accepted;
+    problems.push(...answerProblems(answer, rows, 'upload'));
+  } catch (error) {
+    problems.push(`upload failed after ${formatBytes(bytesSent)}: ${errorText(error)}`);
+  } finally {
+    clearInterval(ticker);
+    problems.push(...stopProblems(gateway, await gateway.stop()));
+  }
+  const count = await countRows(context.db.pool, METRICS_TABLE);
+  if (count !== rows) problems.push(`${METRICS_TABLE} holds ${count} rows, expected ${rows}`);
+  const peakRssBytes = gateway.usage().peakRssBytes;
+  const gatewaySettings = Object.entries(gatewayEnv).map(([name, value]) => `${name}=${value}`);
+  return { bytes: bytesSent, rows, seconds, accepted, peakRssBytes, gatewaySettings, problems };
+}

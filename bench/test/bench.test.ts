@@ -1,0 +1,169 @@
+// Smoke tests of the benchmark's pure parts; the benchmark itself is run with `npm run bench`, never here.
+
+import path from 'node:path';
+import { escapeXml, niceStep, renderRatioChart } from '../chart';
+import { RATIO_SPECS, RUN_IDS, selectedRuns } from '../contenders';
+import { splitRows } from '../dataset';
+import { UsageError, defaultChartPath, parseBenchArgs } from '../options';
+import { chartBars, computeRatios, renderReport, summarize, type RunResult } from '../report';
+import { formatBytes, formatCount, formatRatio, markdownTable, median, ratio, rotate } from '../stats';
+
+describe('stats', () => {
+  it('takes the median of odd and even counts without reordering the input', () => {
+    const values = [5, 1, 3];
+    expect(median(values)).toBe(3);
+    expect(values).toEqual([5, 1, 3]);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNaN();
+  });
+
+  it('computes ratios only from two usable numbers', () => {
+    expect(ratio(80, 100)).toBeCloseTo(0.8);
+    expect(ratio(1, 0)).toBeUndefined();
+    expect(ratio(undefined, 3)).toBeUndefined();
+    expect(ratio(NaN, 3)).toBeUndefined();
+  });
+
+  it('formats numbers for the report', () => {
+    expect(formatCount(123456.7)).toBe('123,457');
+    expect(formatCount(undefined)).toBe('n/a');
+    expect(formatRatio(0.8312)).toBe('0.83x');
+    expect(formatBytes(300 * 1024 * 1024)).toBe('300.0 MiB');
+    expect(formatBytes(512)).toBe('512 B');
+  });
+
+  it('writes a Markdown table with escaped pipes and right-aligned columns', () => {
+    const table = markdownTable(['run', 'rows/s'], [['a|b', '1,000']], ['left', 'right']);
+    expect(table.split('\n')).toEqual(['| run | rows/s |', '|---|---:|', '| a\\|b | 1,000 |']);
+  });
+
+  it('rotates the order of contenders from round to round', () => {
+    expect(rotate(['a', 'b', 'c'], 0)).toEqual(['a', 'b', 'c']);
+    expect(rotate(['a', 'b', 'c'], 1)).toEqual(['b', 'c', 'a']);
+    expect(rotate(['a', 'b', 'c'], 4)).toEqual(['b', 'c', 'a']);
+    expect(rotate([], 2)).toEqual([]);
+  });
+});
+
+describe('dataset parts', () => {
+  it('splits rows into consecutive parts that add up', () => {
+    expect(splitRows(10, 4)).toEqual([2, 3, 2, 3]);
+    expect(splitRows(7, 1)).toEqual([7]);
+    expect(splitRows(400_000, 4).reduce((a, b) => a + b, 0)).toBe(400_000);
+  });
+});
+
+describe('options', () => {
+  const defaultOut = path.resolve('bench/RESULTS.md');
+
+  it('has defaults that run every step but the big upload', () => {
+    const options = parseBenchArgs([], defaultOut);
+    if (options === 'help') throw new Error('unexpected help');
+    expect([...options.steps].sort()).toEqual(['bulk', 'copy', 'naive', 'single']);
+    expect(options.out).toBe(defaultOut);
+    expect(options.chart).toBe(path.resolve('bench/results.svg'));
+    expect(selectedRuns(options.steps)).toEqual([...RUN_IDS]);
+  });
+
+  it('reads sizes, --only and --big', () => {
+    const options = parseBenchArgs(['--rows', '50_000', '--rounds', '1', '--only', 'bulk,copy', '--big'], defaultOut);
+    if (options === 'help') throw new Error('unexpected help');
+    expect(options.rows).toBe(50_000);
+    expect(options.rounds).toBe(1);
+    expect([...options.steps].sort()).toEqual(['big', 'bulk', 'copy']);
+    expect(selectedRuns(options.steps)).toEqual(['bulk-1', 'bulk-n', 'copy-nofk', 'copy-fk']);
+  });
+
+  it('refuses bad values with a usage error', () => {
+    expect(() => parseBenchArgs(['--rows', '1e5'], defaultOut)).toThrow(UsageError);
+    expect(() => parseBenchArgs(['--only', 'bulk,nope'], defaultOut)).toThrow(/unknown step/);
+    expect(() => parseBenchArgs(['--bogus'], defaultOut)).toThrow(UsageError);
+    expect(parseBenchArgs(['--help'], defaultOut)).toBe('help');
+  });
+
+  it('puts the chart of another report next to it', () => {
+    expect(defaultChartPath('/tmp/big.md', defaultOut)).toBe('/tmp/big.svg');
+  });
+});
+
+function result(id: RunResult['id'], round: number, value: number, extra: Partial<RunResult> = {}): RunResult {
+  return { id, round, value, problems: [], ...extra };
+}
+
+describe('report', () => {
+  const results: RunResult[] = [
+    result('bulk-1', 1, 100_000),
+    result('bulk-1', 2, 120_000),
+    result('bulk-1', 3, 110_000, { peakRssBytes: 150 * 1024 * 1024 }),
+    result('copy-nofk', 1, 200_000),
+    result('copy-fk', 1, 50_000),
+    result('single-wait', 1, 9000, { p50Ms: 6, p99Ms: 40 }),
+    result('naive', 1, 2000, { p50Ms: 30, p99Ms: 80, problems: ['3 non-2xx answers'] }),
+  ];
+  const summaries = summarize(results, RUN_IDS);
+  const ratios = computeRatios(summaries, 4);
+
+  it('summarizes rounds by their median and the highest peak RSS', () => {
+    const bulk = summaries.find((summary) => summary.id === 'bulk-1');
+    expect(bulk?.value).toBe(110_000);
+    expect(bulk?.min).toBe(100_000);
+    expect(bulk?.peakRssBytes).toBe(150 * 1024 * 1024);
+    expect(summaries.map((summary) => summary.id)).toEqual(['bulk-1', 'copy-nofk', 'copy-fk', 'single-wait', 'naive']);
+  });
+
+  it('computes the ratios whose two sides were measured', () => {
+    expect(ratios.map((entry) => entry.spec.id)).toEqual(['bulk-1/copy-nofk', 'bulk-1/copy-fk', 'single-wait/naive']);
+    expect(ratios[0]?.value).toBeCloseTo(0.55);
+    expect(ratios[2]?.value).toBeCloseTo(4.5);
+  });
+
+  it('renders the report with the command, targets and problems', () => {
+    const text = renderReport(
+      {
+        date: new Date('2026-01-02T03:04:05Z'),
+        elapsedSeconds: 12.3,
+        command: 'npm run bench -- --rows 1000',
+        setup: [['machine', '2 CPUs']],
+        rounds: 3,
+        bulkClients: 4,
+        chartLink: 'results.svg',
+      },
+      summaries,
+      ratios,
+      results,
+      undefined,
+    );
+    expect(text).toContain('npm run bench -- --rows 1000');
+    expect(text).toContain('| gateway bulk, 1 client ÷ psql \\copy, no FK ≥ 0.8x | 0.55x | **missed** |');
+    expect(text).toContain('| single wait=true ÷ naive server ≥ 3x | 4.50x | reached |');
+    expect(text).toContain('round 1: 3 non-2xx answers');
+    expect(text).toContain('![ratios](results.svg)');
+  });
+});
+
+describe('chart', () => {
+  it('draws one bar per ratio in a standalone SVG', () => {
+    const bars = chartBars(RATIO_SPECS.map((spec, index) => ({ spec, label: `${spec.id} <&>`, value: 0.5 + index })));
+    const svg = renderRatioChart({ title: 'ratios & more', subtitle: 'test', bars });
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+    expect(svg.match(/<rect class="bar"/g)).toHaveLength(RATIO_SPECS.length);
+    expect(svg.match(/<line class="target"/g)).toHaveLength(RATIO_SPECS.filter((spec) => spec.target).length);
+    expect(svg).toContain('ratios &amp; more');
+    expect(svg).not.toMatch(/<&>/);
+    expect(svg).not.toMatch(/NaN|undefined/);
+  });
+
+  it('says so when there is no ratio', () => {
+    const svg = renderRatioChart({ title: 'none', bars: [] });
+    expect(svg).toContain('no ratio could be computed');
+    expect(svg).not.toContain('class="bar"');
+  });
+
+  it('escapes XML and picks round axis steps', () => {
+    expect(escapeXml(`a<b & "c" 'd'>`)).toBe('a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;');
+    expect(niceStep(4.4)).toBe(1);
+    expect(niceStep(1.08)).toBe(0.2);
+    expect(niceStep(12)).toBe(2);
+  });
+});
