@@ -19,7 +19,9 @@ import { createShutdown } from './lifecycle/shutdown';
 import { lockSpoolDir } from './spool/lock';
 import { replaySpool } from './spool/replay';
 import { Spool } from './spool/spool';
+import { IngestStats } from './telemetry/ingest-stats';
 import { createPrometheusTelemetry } from './telemetry/prometheus';
+import { RecentRejections } from './telemetry/recent-rejections';
 
 export interface Gateway {
   readonly url: string;
@@ -85,6 +87,8 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     },
   });
   telemetry.trackBuffer(batcher);
+  const rejections = new RecentRejections();
+  const stats = new IngestStats({ readTotals: telemetry.totals, buffer: batcher, rejections });
   const releaseSpoolDir = config.spoolEnabled ? await openSpoolDir(config.spoolDir) : undefined;
   if (config.spoolEnabled) {
     await replaySpool(config.spoolDir, pool, batcher, logger.child({ module: 'spool' }));
@@ -119,6 +123,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     },
     metricsRegistry: telemetry.registry,
     onRefused: telemetry.rowsRefused,
+    status: { stats, rejections },
   });
 
   const server = createHttpServer(app, config);
@@ -129,6 +134,8 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
       resolve();
     });
   });
+  stats.start();
+  server.once('close', () => stats.stop());
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;

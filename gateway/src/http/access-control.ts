@@ -14,6 +14,10 @@ export type Requirement = 'open' | Scope;
 export const ALWAYS_OPEN_PATHS = ['/healthz', '/readyz'] as const;
 export const METRICS_PATHS = ['/metrics'] as const;
 export const DOCS_PATHS = ['/docs', '/openapi.json'] as const;
+/** The status page and its files: they hold no data, and a browser cannot send a key to load them. */
+export const STATUS_PAGE_PATHS = ['/', '/status'] as const;
+/** What the status page shows: the same figures as /metrics, so behind a key exactly when /metrics is. */
+export const STATS_PATHS = ['/v1/stats'] as const;
 
 /** The routes an `ingest` key may use; every other route, present or future, needs `admin`. */
 const INGEST_ROUTES = new Set(['POST /v1/metrics', 'POST /v1/metrics/bulk']);
@@ -35,7 +39,10 @@ export interface PathPolicy {
 export function requirementOf(method: string, path: string, policy: PathPolicy): Requirement {
   const normalized = path.toLowerCase().replace(/\/+$/, '') || '/';
   const listed = (paths: readonly string[]): boolean =>
-    paths.some((listedPath) => normalized === listedPath || normalized.startsWith(`${listedPath}/`));
+    paths.some(
+      // '/' stands for the root alone, not for everything below it.
+      (listedPath) => normalized === listedPath || (listedPath !== '/' && normalized.startsWith(`${listedPath}/`)),
+    );
   if (listed(policy.open)) return 'open';
   if (listed(policy.anyKey) || INGEST_ROUTES.has(`${method} ${normalized}`)) return 'ingest';
   return 'admin';
@@ -96,11 +103,14 @@ export function accessControl({ authenticator, paths, rateLimiter }: AccessContr
   };
 }
 
-/** /healthz and /readyz open; /metrics and the docs open, or behind any key when configured so. */
+/**
+ * /healthz, /readyz and the status page's files open; /metrics, /v1/stats and the docs open, or behind
+ * any key when configured so.
+ */
 export function pathPolicy(config: Pick<Config, 'metricsAuthRequired' | 'docsAuthRequired'>): PathPolicy {
-  const open: string[] = [...ALWAYS_OPEN_PATHS];
+  const open: string[] = [...ALWAYS_OPEN_PATHS, ...STATUS_PAGE_PATHS];
   const anyKey: string[] = [];
-  (config.metricsAuthRequired ? anyKey : open).push(...METRICS_PATHS);
+  (config.metricsAuthRequired ? anyKey : open).push(...METRICS_PATHS, ...STATS_PATHS);
   (config.docsAuthRequired ? anyKey : open).push(...DOCS_PATHS);
   return { open, anyKey };
 }

@@ -6,6 +6,7 @@ import type { Registry } from 'prom-client';
 import type { IntakeOptions, MetricIntake } from '../ingest/intake';
 import type { ReferenceCache } from '../ingest/references';
 import { adminRoutes } from './admin-routes';
+import { smallBodyDeadline } from './body-deadline';
 import type { BodyLimits } from './body-source';
 import { docsRoutes } from './docs-routes';
 import { errorHandler, notFoundHandler } from './error-handler';
@@ -13,6 +14,9 @@ import { healthRoutes, type ReadinessCheck } from './health-routes';
 import { metricsRoutes } from './metrics-routes';
 import { prometheusRoutes } from './prometheus-routes';
 import { readRoutes } from './read-routes';
+import { rejectionRecorder, statusRoutes } from './status-routes';
+import type { IngestStats } from '../telemetry/ingest-stats';
+import type { RecentRejections } from '../telemetry/recent-rejections';
 
 export interface AppDependencies {
   readonly logger: Logger;
@@ -29,6 +33,8 @@ export interface AppDependencies {
   readonly metricsRegistry: Registry;
   /** Observes single metrics refused before they reach the intake (not JSON, too large), for metrics. */
   readonly onRefused?: IntakeOptions['onRefused'];
+  /** The live status page (GET /, GET /v1/stats) and the ring of recent rejections it lists; none: no page. */
+  readonly status?: { readonly stats: IngestStats; readonly rejections: RecentRejections };
 }
 
 /** The Express application, without a listening server. */
@@ -40,13 +46,22 @@ export function createApp(deps: AppDependencies): Express {
     pinoHttp({
       logger: deps.logger,
       customLogLevel: (_req, res, error) => (error !== undefined || res.statusCode >= 500 ? 'error' : 'info'),
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics' },
+      // The status page polls /v1/stats every second or two.
+      autoLogging: {
+        ignore: (req) =>
+          req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics' || req.url === '/v1/stats',
+      },
     }),
   );
   if (deps.accessControl !== undefined) app.use(deps.accessControl);
+  app.use(smallBodyDeadline(deps.bulkBodyLimits?.idleTimeoutMs ?? 0));
   app.use(healthRoutes(deps.readiness));
   app.use(prometheusRoutes(deps.metricsRegistry));
   app.use(docsRoutes());
+  if (deps.status !== undefined) {
+    app.use(statusRoutes(deps.status.stats));
+    app.use(rejectionRecorder(deps.status.rejections));
+  }
   app.use(
     metricsRoutes({
       intake: deps.intake,

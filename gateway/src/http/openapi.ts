@@ -4,6 +4,7 @@ import { ERROR_CODES, type ErrorCode } from '../errors';
 import { MAX_LISTED_ERRORS } from '../ingest/intake';
 import { metricSchema, newDeviceSchema, newUserSchema } from '../ingest/schema';
 import { PROJECT_ROOT } from '../paths';
+import { MESSAGE_MAX_CHARS, RECENT_REJECTIONS } from '../telemetry/recent-rejections';
 import { userMetricsQuerySchema, userSummaryQuerySchema } from './read-params';
 
 // The OpenAPI 3.1 document of the API. The request bodies and query parameters are the very JSON
@@ -268,6 +269,120 @@ const summarySchema: JsonObject = {
     speaker_share: { type: ['number', 'null'], minimum: 0, maximum: 1, description: 'null without rows' },
   },
 };
+const nullableNumber = (description: string): JsonObject => ({ type: ['number', 'null'], minimum: 0, description });
+const count = { type: 'integer', minimum: 0 } as const;
+const statsSchema: JsonObject = {
+  type: 'object',
+  description: 'What the status page at `/` shows. Totals are since the gateway started.',
+  required: [
+    'time',
+    'uptime_seconds',
+    'window_seconds',
+    'ingest',
+    'buffer',
+    'flush',
+    'totals',
+    'rejected_by_reason',
+    'recent_rejections',
+    'history',
+  ],
+  properties: {
+    time: timestamp,
+    uptime_seconds: { type: 'number', minimum: 0 },
+    window_seconds: {
+      type: 'number',
+      minimum: 0,
+      description: 'rates and flush figures are over this many seconds up to `time` (5, less just after start-up)',
+    },
+    ingest: {
+      type: 'object',
+      required: ['accepted_rows_per_second', 'rejected_rows_per_second', 'flushed_rows_per_second'],
+      properties: {
+        accepted_rows_per_second: nullableNumber('rows taken into the buffer; null just after start-up'),
+        rejected_rows_per_second: nullableNumber('rows refused, at the door or at flush time'),
+        flushed_rows_per_second: nullableNumber('rows written out by batches'),
+      },
+    },
+    buffer: {
+      type: 'object',
+      required: ['depth', 'capacity'],
+      properties: {
+        depth: { ...count, description: 'rows buffered or being written' },
+        capacity: { ...count, description: 'BUFFER_MAX_ROWS' },
+      },
+    },
+    flush: {
+      type: 'object',
+      required: ['mean_latency_ms', 'mean_batch_rows', 'batches'],
+      properties: {
+        mean_latency_ms: nullableNumber('mean time to write a batch in the window; null when none was written'),
+        mean_batch_rows: nullableNumber('mean rows per batch in the window'),
+        batches: { ...count, description: 'batches written since start-up' },
+      },
+    },
+    totals: {
+      type: 'object',
+      required: ['accepted_rows', 'rejected_rows', 'rejected_at_flush_rows', 'flushed_rows'],
+      properties: {
+        accepted_rows: count,
+        rejected_rows: { ...count, description: 'refused at the door' },
+        rejected_at_flush_rows: { ...count, description: 'accepted, then refused by PostgreSQL (rejected_metrics)' },
+        flushed_rows: count,
+      },
+    },
+    rejected_by_reason: {
+      type: 'array',
+      description: 'most frequent first',
+      items: {
+        type: 'object',
+        required: ['reason', 'at_door', 'at_flush'],
+        properties: {
+          reason: { type: 'string', description: 'the error code' },
+          at_door: count,
+          at_flush: count,
+        },
+      },
+    },
+    recent_rejections: {
+      type: 'array',
+      maxItems: RECENT_REJECTIONS,
+      description: 'the last refused lines or requests, newest first, as their answers said; never the payload',
+      items: {
+        type: 'object',
+        required: ['time', 'endpoint', 'line', 'error', 'message'],
+        properties: {
+          time: timestamp,
+          endpoint: { type: 'string', enum: ['single', 'bulk'] },
+          line: { type: ['integer', 'null'], minimum: 0, description: 'line number within a bulk upload' },
+          error: { type: 'string', description: 'the error code' },
+          message: { type: 'string', maxLength: MESSAGE_MAX_CHARS },
+        },
+      },
+    },
+    history: {
+      type: 'object',
+      required: ['interval_seconds', 'points'],
+      properties: {
+        interval_seconds: { type: 'number' },
+        points: {
+          type: 'array',
+          description: 'one per interval, oldest first, for the last minute',
+          items: {
+            type: 'object',
+            required: ['t', 'accepted_per_second', 'rejected_per_second', 'buffer_depth', 'flush_latency_ms'],
+            properties: {
+              t: { type: 'integer', description: 'end of the interval, epoch milliseconds' },
+              accepted_per_second: { type: 'number', minimum: 0 },
+              rejected_per_second: { type: 'number', minimum: 0 },
+              buffer_depth: count,
+              flush_latency_ms: nullableNumber('mean batch write time; null when none was written'),
+            },
+          },
+        },
+      },
+    },
+  },
+};
 const statusSchema = (status: string): JsonObject => ({
   type: 'object',
   required: ['status'],
@@ -527,6 +642,31 @@ export function buildOpenApiDocument(): JsonObject {
           },
         },
       },
+      '/': {
+        get: {
+          ...publicOperation,
+          tags: ['operations'],
+          operationId: 'statusPage',
+          summary: 'A live status page: ingest rate, buffer, flush latency, rejections (reads /v1/stats)',
+          responses: {
+            '200': { description: 'the page', content: { 'text/html': { schema: { type: 'string' } } } },
+            ...errors(),
+          },
+        },
+      },
+      '/v1/stats': {
+        get: {
+          tags: ['operations'],
+          operationId: 'stats',
+          summary: 'What the status page shows, as JSON',
+          description:
+            'Open like `/metrics`: with `AUTH_REQUIRED=true` and `METRICS_AUTH_REQUIRED=true` it needs a key of any scope.',
+          responses: {
+            '200': { description: 'the figures', content: json(ref('Stats')) },
+            ...errors(401, 429),
+          },
+        },
+      },
       '/docs': {
         get: {
           ...publicOperation,
@@ -555,6 +695,7 @@ export function buildOpenApiDocument(): JsonObject {
         MetricsSummary: summarySchema,
         Error: errorSchema,
         ErrorDetail: errorDetailSchema,
+        Stats: statsSchema,
       },
       responses,
       headers: {

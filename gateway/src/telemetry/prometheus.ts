@@ -36,6 +36,35 @@ export interface PrometheusTelemetry {
   rowsRefused(rows: number, reason: ErrorCode, endpoint: IntakeEndpoint): void;
   /** The buffer exists after the observer it reports to, so it is attached here. */
   trackBuffer(buffer: BufferGauge): void;
+  /** The running totals that the status page shows, read from these same instruments. */
+  totals(): Promise<IngestTotals>;
+}
+
+/** Running totals since start-up, as GET /metrics shows them (summed over endpoints). */
+export interface IngestTotals {
+  readonly acceptedRows: number;
+  /** Rows refused at the door, by reason. */
+  readonly rejectedRows: Readonly<Record<string, number>>;
+  /** Accepted rows that PostgreSQL refused at flush time, by reason. */
+  readonly rejectedAtFlushRows: Readonly<Record<string, number>>;
+  readonly flushedRows: number;
+  readonly flushedBatches: number;
+  readonly flushSeconds: number;
+}
+
+type MetricValues = Awaited<ReturnType<Counter['get']>>['values'];
+
+function total(values: MetricValues): number {
+  return values.reduce((sum, { value }) => sum + value, 0);
+}
+
+function totalByReason(values: MetricValues): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const { labels, value } of values) {
+    const reason = String(labels.reason);
+    out[reason] = (out[reason] ?? 0) + value;
+  }
+  return out;
 }
 
 /** Builds a registry with the default process metrics and the gateway's own, read from `pool` and the hooks. */
@@ -165,6 +194,25 @@ export function createPrometheusTelemetry(pool: Pool): PrometheusTelemetry {
     },
     trackBuffer(source) {
       buffer = source;
+    },
+    async totals() {
+      const [acceptedNow, rejectedNow, rejectedAtFlushNow, flushedNow, durations] = await Promise.all([
+        accepted.get(),
+        rejected.get(),
+        rejectedAtFlush.get(),
+        flushed.get(),
+        flushDuration.get(),
+      ]);
+      const histogramPart = (suffix: 'sum' | 'count'): number =>
+        total(durations.values.filter((value) => value.metricName === `${PREFIX}flush_duration_seconds_${suffix}`));
+      return {
+        acceptedRows: total(acceptedNow.values),
+        rejectedRows: totalByReason(rejectedNow.values),
+        rejectedAtFlushRows: totalByReason(rejectedAtFlushNow.values),
+        flushedRows: total(flushedNow.values),
+        flushedBatches: histogramPart('count'),
+        flushSeconds: histogramPart('sum'),
+      };
     },
   };
 }

@@ -1,0 +1,135 @@
+import express, { Router, type RequestHandler, type Response } from 'express';
+import path from 'node:path';
+import type { ErrorDetail } from '../errors';
+import { PROJECT_ROOT } from '../paths';
+import type { IngestStats } from '../telemetry/ingest-stats';
+import type { RecentRejection, RecentRejections } from '../telemetry/recent-rejections';
+
+/** The page's files, in the repository (found from dist/ too, and in the Docker image). */
+export const STATUS_PAGE_DIR = path.join(PROJECT_ROOT, 'gateway', 'static');
+
+// The page loads only its own files and asks only this gateway: no CDN, no inline script.
+const PAGE_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/** GET / (the live status page), its files under /status/, and GET /v1/stats (what it shows). */
+export function statusRoutes(stats: IngestStats): Router {
+  const router = Router();
+
+  router.get('/', (_req, res) => {
+    res.setHeader('Content-Security-Policy', PAGE_POLICY);
+    res.setHeader('Cache-Control', 'no-cache');
+    res.sendFile(path.join(STATUS_PAGE_DIR, 'index.html'));
+  });
+  router.use(
+    '/status',
+    express.static(STATUS_PAGE_DIR, {
+      index: false,
+      redirect: false,
+      setHeaders: (res) => {
+        res.setHeader('Content-Security-Policy', PAGE_POLICY);
+        res.setHeader('X-Content-Type-Options', 'nosniff');
+      },
+    }),
+  );
+  router.get('/v1/stats', async (_req, res) => {
+    const snapshot = await stats.snapshot();
+    res.setHeader('Cache-Control', 'no-store');
+    res.json(snapshot);
+  });
+
+  return router;
+}
+
+// ---- What the ingest endpoints refused, for the page's list of recent rejections ----
+
+const INGEST_ENDPOINTS: Readonly<Record<string, RecentRejection['endpoint']>> = {
+  '/v1/metrics': 'single',
+  '/v1/metrics/bulk': 'bulk',
+};
+
+interface LineErrorBody {
+  readonly line?: unknown;
+  readonly error?: unknown;
+  readonly details?: unknown;
+}
+
+function describe(details: unknown, fallback: string): string {
+  if (!Array.isArray(details) || details.length === 0) return fallback;
+  return (details as ErrorDetail[])
+    .map((detail) => (detail.path ? `${detail.path}: ${detail.message}` : String(detail.message)))
+    .join('; ');
+}
+
+/** The rejections in an answer of POST /v1/metrics or /v1/metrics/bulk, if it has any. */
+export function rejectionsIn(
+  endpoint: RecentRejection['endpoint'],
+  status: number,
+  body: unknown,
+  time: string,
+  keep: number,
+): RecentRejection[] {
+  if (body === null || typeof body !== 'object') return [];
+  const answer = body as { error?: unknown; message?: unknown; details?: unknown; errors?: unknown };
+  // 4xx: the metric or the upload was refused. 503 is not a refusal: the rows may still be committed.
+  if (status >= 400 && status < 500 && typeof answer.error === 'string') {
+    const lineDetail = Array.isArray(answer.details)
+      ? (answer.details as ErrorDetail[]).find((detail) => typeof detail.line === 'number')
+      : undefined;
+    const message = typeof answer.message === 'string' ? answer.message : answer.error;
+    return [
+      {
+        time,
+        endpoint,
+        line: endpoint === 'bulk' && lineDetail !== undefined ? (lineDetail.line as number) : null,
+        error: answer.error,
+        message: endpoint === 'single' ? describe(answer.details, message) : message,
+      },
+    ];
+  }
+  // A bulk answer lists its refused lines in line order; the last `keep` are the most recent.
+  if (status < 300 && Array.isArray(answer.errors)) {
+    return (answer.errors as LineErrorBody[]).slice(-keep).map((lineError) => ({
+      time,
+      endpoint,
+      line: typeof lineError.line === 'number' ? lineError.line : null,
+      error: String(lineError.error),
+      message: describe(lineError.details, String(lineError.error)),
+    }));
+  }
+  return [];
+}
+
+/**
+ * Notes the refusals in the answers of the ingest endpoints, as the client was told them, in
+ * `rejections`. It observes answers (res.json) rather than the intake, so that every refusal, from a
+ * body that is not JSON to a row refused at flush time, is shown the way the client saw it; the
+ * counts by reason come from the Prometheus counters instead.
+ */
+export function rejectionRecorder(rejections: RecentRejections): RequestHandler {
+  return (req, res, next) => {
+    const endpoint = req.method === 'POST' ? INGEST_ENDPOINTS[req.path.toLowerCase().replace(/\/+$/, '')] : undefined;
+    if (endpoint === undefined) return next();
+    const json = res.json.bind(res) as Response['json'];
+    res.json = (body: unknown) => {
+      try {
+        const time = new Date().toISOString();
+        for (const entry of rejectionsIn(endpoint, res.statusCode, body, time, rejections.capacity)) {
+          rejections.add(entry);
+        }
+      } catch (error) {
+        req.log.warn({ err: error }, 'could not note a rejection for the status page');
+      }
+      return json(body);
+    };
+    next();
+  };
+}
