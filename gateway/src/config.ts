@@ -71,7 +71,11 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
   { name: 'BATCH_MAX_WAIT_MS', default: '5', meaning: 'flush a batch this long after its first row' },
   { name: 'BUFFER_MAX_ROWS', default: '200000', meaning: 'rows buffered or in flight at most' },
   { name: 'FLUSH_CONCURRENCY', default: '2', meaning: 'COPY batches in flight at once' },
-  { name: 'ACK_TIMEOUT_MS', default: '10000', meaning: 'wait=true: answer 503 if not committed by then' },
+  {
+    name: 'ACK_TIMEOUT_MS',
+    default: '10000',
+    meaning: "wait=true: answer 503 when none of the request's rows is committed for this long",
+  },
   {
     name: 'BULK_BACKPRESSURE_TIMEOUT_MS',
     default: '30000',
@@ -114,7 +118,7 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
   { name: 'BULK_MAX_LINE_BYTES', default: '65536', meaning: 'longest NDJSON line of a bulk upload' },
   {
     name: 'BULK_MAX_BYTES',
-    default: '1073741824 (1 GiB)',
+    default: '0 (no limit: an upload streams in bounded memory; gzip bombs are stopped by the ratio)',
     meaning: 'largest bulk body, counted after decompression; 0: no limit',
   },
   {
@@ -201,7 +205,7 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitBurst: integer('RATE_LIMIT_BURST', Math.max(1, rateLimitPerKeyRps), 1, 1_000_000),
     metricMaxBytes: integer('METRIC_MAX_BYTES', 16_384, 256, 10_485_760),
     bulkMaxLineBytes: integer('BULK_MAX_LINE_BYTES', 65_536, 256, 10_485_760),
-    bulkMaxBytes: integer('BULK_MAX_BYTES', 1_073_741_824, 0, Number.MAX_SAFE_INTEGER),
+    bulkMaxBytes: integer('BULK_MAX_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
     bulkGzipMaxRatio: integer('BULK_GZIP_MAX_RATIO', 200, 0, 1_000_000),
     bodyIdleTimeoutMs: integer('BODY_IDLE_TIMEOUT_MS', 30_000, 0, 3_600_000),
     headersTimeoutMs: integer('HEADERS_TIMEOUT_MS', 20_000, 100, 3_600_000),

@@ -50,7 +50,8 @@ export interface BulkBody {
 function notCommittedInTime(rows: number): AppError {
   return new AppError(
     'unavailable',
-    `${rows === 1 ? 'the metric was' : `${rows} rows were`} not committed in time; retry (with event_id to stay idempotent)`,
+    `${rows === 1 ? 'the metric was' : `${rows} rows were`} not committed: writing made no progress ` +
+      'within ACK_TIMEOUT_MS; retry (with event_id to stay idempotent)',
     [],
     5,
   );

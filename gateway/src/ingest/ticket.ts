@@ -16,6 +16,8 @@ export interface RowRejection {
 export class IngestTicket {
   private pendingRows = 0;
   private sealed = false;
+  /** When a row of this ticket last settled (or the wait began). */
+  private lastProgressAt = 0;
   private readonly refused: RowRejection[] = [];
   private resolveSettled!: () => void;
   private readonly settled = new Promise<void>((resolve) => {
@@ -37,24 +39,36 @@ export class IngestTicket {
   }
 
   rowsCommitted(count: number): void {
+    this.lastProgressAt = Date.now();
     this.pendingRows -= count;
     this.settleIfDone();
   }
 
   rowRefused(rejection: RowRejection): void {
+    this.lastProgressAt = Date.now();
     this.refused.push(rejection);
     this.pendingRows -= 1;
     this.settleIfDone();
   }
 
-  /** Resolves true once settled, or false if that takes longer than `timeoutMs`. */
+  /**
+   * Resolves true once settled, or false once `timeoutMs` pass without any of its rows settling. A
+   * large upload whose rows keep committing is not cut off while the buffer works through them; a
+   * stalled database is noticed within `timeoutMs`.
+   */
   async settledWithin(timeoutMs: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), timeoutMs);
+    const stalled = new Promise<boolean>((resolve) => {
+      const check = (): void => {
+        const quietFor = Date.now() - this.lastProgressAt;
+        if (quietFor >= timeoutMs) resolve(false);
+        else timer = setTimeout(check, timeoutMs - quietFor);
+      };
+      this.lastProgressAt = Math.max(this.lastProgressAt, Date.now());
+      timer = setTimeout(check, timeoutMs);
     });
     try {
-      return await Promise.race([this.settled.then(() => true), timedOut]);
+      return await Promise.race([this.settled.then(() => true), stalled]);
     } finally {
       clearTimeout(timer);
     }

@@ -183,7 +183,7 @@ describe('security configuration', () => {
       metricsAuthRequired: false,
       docsAuthRequired: false,
       rateLimitPerKeyRps: 0,
-      bulkMaxBytes: 1_073_741_824,
+      bulkMaxBytes: 0,
       bulkGzipMaxRatio: 200,
       bodyIdleTimeoutMs: 30_000,
       headersTimeoutMs: 20_000,
