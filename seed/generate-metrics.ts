@@ -3,22 +3,13 @@ import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { createGzip } from 'node:zlib';
+import type { Metric } from '../gateway/src/ingest/schema';
 import { parseRfc3339 } from '../gateway/src/ingest/time';
 import { DEMO_DEVICE_IDS, DEMO_USER_IDS } from './demo-data';
 import { createRandom, type Random } from './random';
 
-/** One metric as a device would send it (see the metric table in the contract). */
-export interface GeneratedMetric {
-  user_id: number;
-  device_id?: string | null;
-  talked_time: number;
-  microphone_used: boolean;
-  speaker_used: boolean;
-  voice_sentiment?: number | null;
-  /** RFC 3339 with `Z` or an offset, or integer epoch milliseconds. */
-  time_recorded: string | number;
-  event_id?: string;
-}
+/** One metric as a device would send it: the gateway's own Metric type. */
+export type GeneratedMetric = Metric;
 
 export interface GenerateMetricsOptions {
   /** Exact number of metrics to yield. */

@@ -1,7 +1,6 @@
 import { ConfigError, loadConfig } from '../gateway/src/config';
 import { migrate } from '../gateway/src/db/migrate';
-import { openDatabase } from '../gateway/src/db/open-database';
-import { createPool } from '../gateway/src/db/pool';
+import { withPool } from '../gateway/src/cli/with-pool';
 import { createLogger } from '../gateway/src/logger';
 import { seedDemoData } from './seed-database';
 
@@ -9,16 +8,11 @@ import { seedDemoData } from './seed-database';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  const database = await openDatabase(config, logger);
-  const pool = createPool(database.url, 2, logger);
-  try {
+  const seeded = await withPool(config, logger, async (pool) => {
     if (config.migrateOnStart) await migrate(pool, logger);
-    const seeded = await seedDemoData(pool);
-    process.stdout.write(`seeded ${seeded.users} users and ${seeded.devices} devices (existing ones kept)\n`);
-  } finally {
-    await pool.end();
-    await database.close();
-  }
+    return seedDemoData(pool);
+  });
+  process.stdout.write(`seeded ${seeded.users} users and ${seeded.devices} devices (existing ones kept)\n`);
 }
 
 main().catch((error: unknown) => {

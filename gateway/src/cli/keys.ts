@@ -1,9 +1,8 @@
 import pino from 'pino';
 import { ConfigError, loadConfig } from '../config';
-import { openDatabase } from '../db/open-database';
-import { createPool } from '../db/pool';
 import { createLogger } from '../logger';
 import { UsageError, parseKeysCommand, runKeysCommand } from './keys-command';
+import { withPool } from './with-pool';
 
 /**
  * `npm run keys -- create|revoke|list`: manages API keys in DATABASE_URL, or in the embedded database.
@@ -14,19 +13,14 @@ async function main(): Promise<number> {
   const config = loadConfig();
   // Quiet unless LOG_LEVEL asks: the embedded database's start-up is no news to someone listing keys.
   const logger = createLogger(process.env.LOG_LEVEL ? config.logLevel : 'warn', pino.destination(2));
-  const database = await openDatabase(config, logger);
-  const pool = createPool(database.url, 2, logger);
-  try {
-    return await runKeysCommand(
+  return withPool(config, logger, (pool) =>
+    runKeysCommand(
       command,
       pool,
       { out: (line) => process.stdout.write(`${line}\n`), err: (line) => process.stderr.write(`${line}\n`) },
       config.authCacheTtlMs,
-    );
-  } finally {
-    await pool.end();
-    await database.close();
-  }
+    ),
+  );
 }
 
 main().then(

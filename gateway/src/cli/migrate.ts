@@ -1,24 +1,16 @@
 import { ConfigError, loadConfig } from '../config';
 import { migrate } from '../db/migrate';
-import { openDatabase } from '../db/open-database';
-import { createPool } from '../db/pool';
 import { createLogger } from '../logger';
+import { withPool } from './with-pool';
 
 /** `npm run migrate`: applies pending migrations to DATABASE_URL, or to the embedded database. */
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  const database = await openDatabase(config, logger);
-  const pool = createPool(database.url, 2, logger);
-  try {
-    const applied = await migrate(pool, logger);
-    process.stdout.write(
-      applied.length === 0 ? 'migrations: up to date\n' : `migrations applied: ${applied.join(', ')}\n`,
-    );
-  } finally {
-    await pool.end();
-    await database.close();
-  }
+  const applied = await withPool(config, logger, (pool) => migrate(pool, logger));
+  process.stdout.write(
+    applied.length === 0 ? 'migrations: up to date\n' : `migrations applied: ${applied.join(', ')}\n`,
+  );
 }
 
 main().catch((error: unknown) => {
