@@ -90,7 +90,7 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
   },
   {
     name: 'AUTH_REQUIRED',
-    default: 'false',
+    default: 'true when NODE_ENV=production (as in the Docker image), else false',
     meaning: 'require Authorization: Bearer KEY on every route but /healthz and /readyz (see npm run keys)',
   },
   {
@@ -197,7 +197,7 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000),
     migrateOnStart: bool('MIGRATE_ON_START', true),
     seedDemoData: bool('SEED_DEMO_DATA', databaseUrl === undefined),
-    authRequired: bool('AUTH_REQUIRED', false),
+    authRequired: bool('AUTH_REQUIRED', env.NODE_ENV === 'production'),
     authCacheTtlMs: integer('AUTH_CACHE_TTL_MS', 30_000, 0, 3_600_000),
     metricsAuthRequired: bool('METRICS_AUTH_REQUIRED', false),
     docsAuthRequired: bool('DOCS_AUTH_REQUIRED', false),

@@ -191,6 +191,12 @@ describe('security configuration', () => {
     });
   });
 
+  it('requires keys by default in production, and AUTH_REQUIRED says otherwise', () => {
+    expect(loadConfig({ NODE_ENV: 'production' }).authRequired).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_REQUIRED: 'false' }).authRequired).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'development' }).authRequired).toBe(false);
+  });
+
   it('takes AUTH_REQUIRED=true, and the burst defaults to the rate', () => {
     const config = loadConfig({ AUTH_REQUIRED: 'true', RATE_LIMIT_PER_KEY_RPS: '50' });
     expect(config).toMatchObject({ authRequired: true, rateLimitPerKeyRps: 50, rateLimitBurst: 50 });
