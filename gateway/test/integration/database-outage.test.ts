@@ -73,7 +73,7 @@ it('answers 503 while PostgreSQL is down, recovers by itself, and stores every a
   await new Promise((resolve) => setTimeout(resolve, 500));
 
   await server.stop();
-  await until(async () => (await request(`${gateway.url}/readyz`)).status === 503, 10_000);
+  await until(async () => (await request(`${gateway.url}/readyz`)).status === 503, 20_000);
   expect((await request(`${gateway.url}/healthz`)).status).toBe(200);
   const started = Date.now();
   const down = await postJson(`${gateway.url}/v1/metrics`, metric(-1 + 1_000_000));
@@ -83,9 +83,9 @@ it('answers 503 while PostgreSQL is down, recovers by itself, and stores every a
   await new Promise((resolve) => setTimeout(resolve, 1000));
 
   server = await startEmbeddedPostgres({ dataDir, port: server.port, logger: testLogger });
-  const recoveredIn = await until(async () => (await request(`${gateway.url}/readyz`)).status === 200, 15_000);
-  expect(recoveredIn).toBeLessThan(15_000);
-  await until(async () => (await postJson(`${gateway.url}/v1/metrics`, metric(2_000_000))).status === 201, 15_000);
+  // Typically 1-5 s (the backoff tops out at 5 s); the bound is loose for a busy CI machine.
+  await until(async () => (await request(`${gateway.url}/readyz`)).status === 200, 30_000);
+  await until(async () => (await postJson(`${gateway.url}/v1/metrics`, metric(2_000_000))).status === 201, 30_000);
   running = false;
   await load;
   await gateway.batcher.drain();
