@@ -85,7 +85,9 @@ it('answers 503 while PostgreSQL is down, recovers by itself, and stores every a
   server = await startEmbeddedPostgres({ dataDir, port: server.port, logger: testLogger });
   // Typically 1-5 s (the backoff tops out at 5 s); the bound is loose for a busy CI machine.
   await until(async () => (await request(`${gateway.url}/readyz`)).status === 200, 30_000);
-  await until(async () => (await postJson(`${gateway.url}/v1/metrics`, metric(2_000_000))).status === 201, 30_000);
+  // Each probe sends a value of its own: a probe answered 503 stays buffered and is committed later.
+  let probe = 2_000_000;
+  await until(async () => (await postJson(`${gateway.url}/v1/metrics`, metric(probe++))).status === 201, 30_000);
   running = false;
   await load;
   await gateway.batcher.drain();
