@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ERROR_CODES, type ErrorCode } from '../errors';
+import { COPY_COLUMNS } from '../ingest/copy-encode';
 import { MAX_LISTED_ERRORS } from '../ingest/intake';
 import { metricSchema, newDeviceSchema, newUserSchema } from '../ingest/schema';
 import { PROJECT_ROOT } from '../paths';
@@ -218,18 +219,8 @@ const deviceSchema: JsonObject = {
 };
 const storedMetricSchema: JsonObject = {
   type: 'object',
-  required: [
-    'id',
-    'user_id',
-    'device_id',
-    'talked_time',
-    'microphone_used',
-    'speaker_used',
-    'voice_sentiment',
-    'time_recorded',
-    'event_id',
-    'received_at',
-  ],
+  // A stored row: its id and the columns the gateway copies in.
+  required: ['id', ...COPY_COLUMNS],
   properties: {
     id: {
       type: 'string',
