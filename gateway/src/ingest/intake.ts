@@ -127,7 +127,7 @@ export class MetricIntake {
       return { status: 202, body: { status: 'queued', ...echo } };
     }
     const ticket = new IngestTicket();
-    batcher.append([row], { ticket });
+    handOver(this.options, [row], { ticket });
     this.options.onAccepted?.('single', receivedAtMs, [check.timeRecordedMs]);
     ticket.seal();
     if (!(await ticket.settledWithin(this.options.ackTimeoutMs))) throw notCommittedInTime(1);

@@ -39,11 +39,14 @@ export class ReferenceCache {
 
   /** Which of these ids name no row in users or devices. */
   async findMissing(userIds: Iterable<number>, deviceIds: Iterable<string>): Promise<MissingReferences> {
-    const unknownUsers = new Set<number>();
-    for (const id of userIds) if (!this.users.has(id)) unknownUsers.add(id);
-    const unknownDevices = new Set<string>();
-    for (const id of deviceIds) if (!this.devices.has(id)) unknownDevices.add(id);
-    if (unknownUsers.size === 0 && unknownDevices.size === 0) return NONE;
+    // Nearly every call is all hits: allocate the sets of unknown ids only on a miss.
+    let unknownUsers: Set<number> | undefined;
+    for (const id of userIds) if (!this.users.has(id)) (unknownUsers ??= new Set()).add(id);
+    let unknownDevices: Set<string> | undefined;
+    for (const id of deviceIds) if (!this.devices.has(id)) (unknownDevices ??= new Set()).add(id);
+    if (unknownUsers === undefined && unknownDevices === undefined) return NONE;
+    unknownUsers ??= new Set();
+    unknownDevices ??= new Set();
 
     const [users, devices] = await Promise.all([
       unknownUsers.size === 0

@@ -38,11 +38,12 @@ export async function replaySpool(
   pool: Pool,
   batcher: Batcher,
   logger: Logger,
-): Promise<{ files: number; replayed: number; alreadyCommitted: number }> {
+): Promise<{ files: number; replayed: number; alreadyCommitted: number; malformed: number }> {
   const files = await Spool.leftovers(dir);
-  if (files.length === 0) return { files: 0, replayed: 0, alreadyCommitted: 0 };
+  if (files.length === 0) return { files: 0, replayed: 0, alreadyCommitted: 0, malformed: 0 };
   let replayed = 0;
   let alreadyCommitted = 0;
+  let malformed = 0;
   const spoolIds = [...new Set(files.map((file) => file.spoolId))];
   for (const spoolId of spoolIds) {
     const committed = await committedRanges(pool, spoolId);
@@ -59,6 +60,13 @@ export async function replaySpool(
     const takeLine = async (line: string): Promise<void> => {
       const tab = line.indexOf('\t');
       const seq = Number(line.slice(0, tab));
+      if (tab < 1 || !Number.isSafeInteger(seq) || seq < 1) {
+        // Not something Spool.append wrote (a damaged disk, a hand edit): a row without its sequence
+        // number could not be recorded as committed, so it is reported rather than stored.
+        logger.error({ spoolId, line: line.slice(0, 200) }, 'malformed spool line skipped');
+        malformed += 1;
+        return;
+      }
       if (committed.has(seq)) {
         alreadyCommitted += 1;
         return;
@@ -85,6 +93,6 @@ export async function replaySpool(
   await batcher.drain();
   for (const file of files) await unlink(file.path);
   await pool.query('DELETE FROM spool_commits WHERE spool_id = ANY($1::uuid[])', [spoolIds]);
-  logger.info({ files: files.length, replayed, alreadyCommitted }, 'spool replayed');
-  return { files: files.length, replayed, alreadyCommitted };
+  logger.info({ files: files.length, replayed, alreadyCommitted, malformed }, 'spool replayed');
+  return { files: files.length, replayed, alreadyCommitted, malformed };
 }
