@@ -14,7 +14,6 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
 import type { Request, Response } from 'express';
 import pino from 'pino';
 import { createApiKey } from '../gateway/src/auth/api-keys';
@@ -24,11 +23,10 @@ import { PROJECT_ROOT } from '../gateway/src/paths';
 import { generateMetrics } from '../seed/generate-metrics';
 import { createBenchDatabase, openBenchServer } from './bench-database';
 import { startService, type Service } from './child-processes';
+import { GATEWAY_URL, loadTest } from './runs';
 import { formatCount, formatMs, formatRatio, median } from './stats';
 
 const GATEWAY_SCRIPT = path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'main.js');
-// "metrics-gateway  http://127.0.0.1:PORT" on stdout, or "url" in its JSON log line.
-const GATEWAY_URL = /(?:"url":"|metrics-gateway\s+)(http:\/\/[^"\s]+)/;
 const MODES = ['auth off', 'auth on'] as const;
 type Mode = (typeof MODES)[number];
 const MEASURES = ['single wait=true', 'single wait=false', 'bulk wait=true'] as const;
@@ -65,7 +63,7 @@ function options() {
   };
 }
 
-/** autocannon POSTs of `bodies` (cycled) to `url` + `requestPath`; fails on any answer but 2xx. */
+/** loadTest of `bodies` (cycled) to `url` + `requestPath`; fails on any answer but 2xx. */
 async function singleLoad(
   url: string,
   requestPath: string,
@@ -74,25 +72,9 @@ async function singleLoad(
   connections: number,
   seconds: number,
 ): Promise<Sample> {
-  const requests = bodies.map((body) => ({ method: 'POST' as const, path: requestPath, headers, body }));
-  let started = 0;
-  let ended = 0;
-  const result = await new Promise<autocannon.Result>((resolve, reject) => {
-    const instance = autocannon(
-      { url, connections, duration: seconds, pipelining: 1, timeout: 10, requests },
-      (error: unknown, value: autocannon.Result) => {
-        ended = performance.now();
-        if (error) reject(error instanceof Error ? error : new Error(String(error)));
-        else resolve(value);
-      },
-    );
-    // Timed from the clients' start to their end: autocannon's own duration includes its set-up.
-    instance.once('start', () => (started = performance.now()));
-  });
-  if (result.non2xx > 0 || result.errors > 0 || result['2xx'] === 0) {
-    throw new Error(`${url}: ${result.non2xx} non-2xx answers, ${result.errors} errors, ${result['2xx']} 2xx`);
-  }
-  return { rate: result['2xx'] / ((ended - started) / 1000), p50Ms: result.latency.p50, p99Ms: result.latency.p99 };
+  const result = await loadTest(url, requestPath, bodies, connections, seconds, headers);
+  if (result.problems.length > 0) throw new Error(`${url}: ${result.problems.join('; ')}`);
+  return { rate: result.rps, p50Ms: result.p50Ms, p99Ms: result.p99Ms };
 }
 
 /** One bulk upload of `body` (wait=true); rows per second from the first byte sent to the answer. */
@@ -187,7 +169,6 @@ async function main(): Promise<void> {
   try {
     const { key } = await createApiKey(db.pool, 'bench', 'ingest');
     const authorization = { authorization: `Bearer ${key}` };
-    const headers = { 'content-type': 'application/json', ...authorization };
     const singleBodies = [...generateMetrics({ count: 256 })].map((metric) => JSON.stringify(metric));
     const bulkBody = Buffer.from(
       `${[...generateMetrics({ count: opts.rows, seed: 2 })].map((metric) => JSON.stringify(metric)).join('\n')}\n`,
@@ -197,9 +178,9 @@ async function main(): Promise<void> {
 
     const runs: Record<Measure, (mode: Mode, seconds: number) => Promise<Sample>> = {
       'single wait=true': (mode, seconds) =>
-        singleLoad(urlOf(mode), '/v1/metrics?wait=true', singleBodies, headers, opts.connections, seconds),
+        singleLoad(urlOf(mode), '/v1/metrics?wait=true', singleBodies, authorization, opts.connections, seconds),
       'single wait=false': (mode, seconds) =>
-        singleLoad(urlOf(mode), '/v1/metrics?wait=false', singleBodies, headers, opts.connections, seconds),
+        singleLoad(urlOf(mode), '/v1/metrics?wait=false', singleBodies, authorization, opts.connections, seconds),
       'bulk wait=true': (mode) => bulkUpload(urlOf(mode), bulkBody, opts.rows, authorization),
     };
     const lines = [

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runCommand, type CommandResult } from '../gateway/src/db/run-as';
 
 // Every live child is here, so that an error, a signal or process exit can end them all.
 const liveChildren = new Set<ChildProcess>();
@@ -24,10 +25,6 @@ export function killAllChildren(signal: NodeJS.Signals): void {
   for (const child of liveChildren) {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   }
-}
-
-export function liveChildCount(): number {
-  return liveChildren.size;
 }
 
 /** Memory and CPU of a process from /proc (Linux); undefined fields elsewhere or once it is gone. */
@@ -178,42 +175,18 @@ export function tail(text: string, lines = 20): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
-export interface CommandResult {
-  readonly exitCode: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
+export interface TimedCommandResult extends CommandResult {
   /** From spawn to exit. */
   readonly seconds: number;
 }
 
-/** Runs a program to its end, or kills it after timeoutMs (and rejects). */
-export function runTimedCommand(
+/** runCommand (see there: rejects on a timeout or a signal) with its child tracked, and timed. */
+export async function runTimedCommand(
   file: string,
   args: readonly string[],
   options: { env?: NodeJS.ProcessEnv; timeoutMs: number },
-): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(file, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    track(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, options.timeoutMs);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once('close', (exitCode) => {
-      const seconds = (performance.now() - started) / 1000;
-      clearTimeout(timer);
-      if (timedOut) reject(new Error(`${file} did not finish within ${options.timeoutMs} ms`));
-      else resolve({ exitCode, stdout, stderr, seconds });
-    });
-  });
+): Promise<TimedCommandResult> {
+  const started = performance.now();
+  const result = await runCommand(file, args, { ...options, onSpawn: track });
+  return { ...result, seconds: (performance.now() - started) / 1000 };
 }

@@ -33,7 +33,7 @@ function loadTimeoutMs(rows: number): number {
 }
 
 // "metrics-gateway  http://127.0.0.1:PORT" on stdout, or "url" in its JSON log line.
-const GATEWAY_URL = /(?:"url":"|metrics-gateway\s+)(http:\/\/[^"\s]+)/;
+export const GATEWAY_URL = /(?:"url":"|metrics-gateway\s+)(http:\/\/[^"\s]+)/;
 const NAIVE_URL = /naive-server listening on (http:\/\/\S+)/;
 
 function errorText(error: unknown): string {
@@ -155,7 +155,8 @@ export async function runCopy(context: RunContext, id: 'copy-nofk' | 'copy-fk', 
       problems.push(`psql reported ${result.stdout.trim()}, expected COPY ${dataset.rows}`);
     else seconds = result.seconds;
   } catch (error) {
-    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    // runCommand wraps the spawn error; its cause carries the code.
+    const missing = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
     problems.push(missing ? 'psql is not on the PATH' : `psql failed: ${errorText(error)}`);
   }
   const count = await countRows(context.db.pool, table);
@@ -163,7 +164,7 @@ export async function runCopy(context: RunContext, id: 'copy-nofk' | 'copy-fk', 
   return { id, round, value: seconds === undefined ? undefined : dataset.rows / seconds, seconds, count, problems };
 }
 
-interface LoadResult {
+export interface LoadResult {
   readonly ok: number;
   readonly rps: number;
   readonly seconds: number;
@@ -172,18 +173,22 @@ interface LoadResult {
   readonly problems: string[];
 }
 
-/** autocannon against `url + path`, cycling through the bodies; bounded by its duration plus a margin. */
-async function loadTest(
+/**
+ * autocannon JSON POSTs against `url + path`, cycling through the bodies, with `headers` added (e.g.
+ * Authorization); bounded by its duration plus a margin.
+ */
+export async function loadTest(
   url: string,
   requestPath: string,
   bodies: readonly string[],
   connections: number,
   durationSeconds: number,
+  headers: Readonly<Record<string, string>> = {},
 ): Promise<LoadResult> {
   const requests = bodies.map((body) => ({
     method: 'POST' as const,
     path: requestPath,
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...headers },
     body,
   }));
   // autocannon starts its clock before it builds its clients and stops them only at the next 1 s

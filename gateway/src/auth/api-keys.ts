@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Pool } from 'pg';
+import { sqlState } from '../db/sqlstate';
 
 /** `ingest` may post metrics; `admin` may do everything, ingest included. */
 export const SCOPES = ['ingest', 'admin'] as const;
@@ -67,7 +68,7 @@ export async function createApiKey(pool: Pool, name: string, scope: Scope): Prom
     );
     return { key, id: (rows[0] as { id: number }).id };
   } catch (error) {
-    if ((error as { code?: unknown }).code === UNIQUE_VIOLATION) throw new DuplicateKeyNameError(name);
+    if (sqlState(error) === UNIQUE_VIOLATION) throw new DuplicateKeyNameError(name);
     throw error;
   }
 }

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
 /** An operating-system account that a command can run as. */
@@ -20,6 +20,8 @@ export interface RunOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd?: string;
   readonly timeoutMs?: number;
+  /** Called with the child right after it is spawned (the benchmark registers it, to end it on exit). */
+  readonly onSpawn?: (child: ChildProcess) => void;
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
@@ -30,7 +32,7 @@ const DEFAULT_TIMEOUT_MS = 120_000;
  * started, dies from a signal, or outlives the timeout.
  */
 export function runCommand(file: string, args: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
-  const { user, env = process.env, cwd, timeoutMs = DEFAULT_TIMEOUT_MS } = options;
+  const { user, env = process.env, cwd, timeoutMs = DEFAULT_TIMEOUT_MS, onSpawn } = options;
   const what = [path.basename(file), ...args].join(' ') + (user ? ` (as ${user.name})` : '');
   return new Promise((resolve, reject) => {
     // Node drops supplementary groups when uid/gid are set, so the child has only the account's primary group.
@@ -40,6 +42,7 @@ export function runCommand(file: string, args: readonly string[], options: RunOp
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(user ? { uid: user.uid, gid: user.gid } : {}),
     });
+    onSpawn?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));

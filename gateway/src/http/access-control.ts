@@ -6,18 +6,19 @@ import { ApiKeyAuthenticator } from '../auth/authenticator';
 import { KeyRateLimiter } from '../auth/rate-limiter';
 import type { Config } from '../config';
 import { AppError } from '../errors';
+import { routePath } from './route-path';
 
 /** What a request needs: nothing, any valid key (`ingest` is the lesser scope), or an admin key. */
 export type Requirement = 'open' | Scope;
 
 /** Paths that never need a key: probes must work without secrets. */
-export const ALWAYS_OPEN_PATHS = ['/healthz', '/readyz'] as const;
-export const METRICS_PATHS = ['/metrics'] as const;
-export const DOCS_PATHS = ['/docs', '/openapi.json'] as const;
+const ALWAYS_OPEN_PATHS = ['/healthz', '/readyz'] as const;
+const METRICS_PATHS = ['/metrics'] as const;
+const DOCS_PATHS = ['/docs', '/openapi.json'] as const;
 /** The status page and its files: they hold no data, and a browser cannot send a key to load them. */
-export const STATUS_PAGE_PATHS = ['/', '/status'] as const;
+const STATUS_PAGE_PATHS = ['/', '/status'] as const;
 /** What the status page shows: the same figures as /metrics, so behind a key exactly when /metrics is. */
-export const STATS_PATHS = ['/v1/stats'] as const;
+const STATS_PATHS = ['/v1/stats'] as const;
 
 /** The routes an `ingest` key may use; every other route, present or future, needs `admin`. */
 const INGEST_ROUTES = new Set(['POST /v1/metrics', 'POST /v1/metrics/bulk']);
@@ -37,7 +38,7 @@ export interface PathPolicy {
  * neither is compared here.
  */
 export function requirementOf(method: string, path: string, policy: PathPolicy): Requirement {
-  const normalized = path.toLowerCase().replace(/\/+$/, '') || '/';
+  const normalized = routePath(path);
   const listed = (paths: readonly string[]): boolean =>
     paths.some(
       // '/' stands for the root alone, not for everything below it.

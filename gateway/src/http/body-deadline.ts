@@ -1,6 +1,7 @@
 import type { RequestHandler } from 'express';
 import { AppError } from '../errors';
 import { sendError } from './error-handler';
+import { routePath } from './route-path';
 
 const BULK_PATH = '/v1/metrics/bulk';
 
@@ -12,7 +13,9 @@ const BULK_PATH = '/v1/metrics/bulk';
  */
 export function smallBodyDeadline(timeoutMs: number): RequestHandler {
   return (req, res, next) => {
-    if (timeoutMs === 0 || req.complete || req.path === BULK_PATH) {
+    // Node marks a request without Content-Length or Transfer-Encoding (a GET) as having no body.
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (timeoutMs === 0 || !hasBody || req.complete || routePath(req.path) === BULK_PATH) {
       next();
       return;
     }

@@ -32,10 +32,10 @@ export interface BodyLimits {
   readonly idleTimeoutMs: number;
 }
 
-export const NO_BODY_LIMITS: BodyLimits = { maxBytes: 0, maxGzipRatio: 0, idleTimeoutMs: 0 };
+const NO_BODY_LIMITS: BodyLimits = { maxBytes: 0, maxGzipRatio: 0, idleTimeoutMs: 0 };
 
 /** Small bodies may compress very well (a few repeated lines); the ratio matters for big ones. */
-export const GZIP_RATIO_FLOOR_BYTES = 1_048_576;
+const GZIP_RATIO_FLOOR_BYTES = 1_048_576;
 
 /**
  * The request body as chunks of bytes, gunzipped when `Content-Encoding: gzip`, within `limits`:

@@ -4,8 +4,8 @@ import { AppError, type ErrorDetail } from '../errors';
 import { parseRfc3339 } from '../ingest/time';
 import { decodePageCursor, type PageCursor } from './page-cursor';
 
-export const PAGE_LIMIT_DEFAULT = 100;
-export const PAGE_LIMIT_MAX = 1000;
+const PAGE_LIMIT_DEFAULT = 100;
+const PAGE_LIMIT_MAX = 1000;
 
 const from = {
   type: 'string',

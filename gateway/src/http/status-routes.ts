@@ -4,6 +4,7 @@ import type { ErrorDetail } from '../errors';
 import { PROJECT_ROOT } from '../paths';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejection, RecentRejections } from '../telemetry/recent-rejections';
+import { routePath } from './route-path';
 
 /** The page's files, in the repository (found from dist/ too, and in the Docker image). */
 export const STATUS_PAGE_DIR = path.join(PROJECT_ROOT, 'gateway', 'static');
@@ -116,7 +117,7 @@ export function rejectionsIn(
  */
 export function rejectionRecorder(rejections: RecentRejections): RequestHandler {
   return (req, res, next) => {
-    const endpoint = req.method === 'POST' ? INGEST_ENDPOINTS[req.path.toLowerCase().replace(/\/+$/, '')] : undefined;
+    const endpoint = req.method === 'POST' ? INGEST_ENDPOINTS[routePath(req.path)] : undefined;
     if (endpoint === undefined) return next();
     const json = res.json.bind(res) as Response['json'];
     res.json = (body: unknown) => {

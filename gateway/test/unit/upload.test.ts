@@ -141,6 +141,9 @@ describe('parseUploadArgs', () => {
     [['a', 'b'], /one file/],
     [['a', '--chunk-lines', '0'], /--chunk-lines must be an integer >= 1/],
     [['a', '--chunk-lines', '1e3'], /--chunk-lines/],
+    [['a', '--retries', '-1'], /--retries/],
+    [['a', '--start-line', '0'], /--start-line must be an integer >= 1/],
+    [['a', '--url', 'not a url'], /--url must be/],
     [['a', '--url', 'ftp://x'], /--url must be/],
     [['a', '--bogus'], /bogus/],
   ])('refuses %j', (argv, message) => {
