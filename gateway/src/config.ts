@@ -47,6 +47,8 @@ export interface Config {
   readonly spoolEnabled: boolean;
   readonly spoolDir: string;
   readonly spoolSegmentBytes: number;
+  /** The spool's segment files may hold this many bytes together; then wait=false gets 429. 0: no limit. */
+  readonly spoolMaxBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -141,6 +143,12 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
   { name: 'SPOOL', default: 'true', meaning: 'write wait=false rows to a local spool (fsync) before answering 202' },
   { name: 'SPOOL_DIR', default: 'DATA_DIR/spool', meaning: 'the spool of this gateway; one directory per gateway' },
   { name: 'SPOOL_SEGMENT_BYTES', default: '67108864 (64 MiB)', meaning: 'size of one spool segment file' },
+  {
+    name: 'SPOOL_MAX_BYTES',
+    default: '4294967296 (4 GiB)',
+    meaning:
+      'the spool may hold this much on disk (an outage is absorbed there); then wait=false gets 429; 0: no limit',
+  },
 ];
 
 /** Reads the configuration from `env`; collects every problem, then throws one ConfigError. */
@@ -214,6 +222,7 @@ export function loadConfig(env: Env = process.env): Config {
     spoolEnabled: bool('SPOOL', true),
     spoolDir: text('SPOOL_DIR', path.join(text('DATA_DIR', DEFAULT_DATA_DIR), 'spool')),
     spoolSegmentBytes: integer('SPOOL_SEGMENT_BYTES', 64 * 1024 * 1024, 4096, 1024 * 1024 * 1024),
+    spoolMaxBytes: integer('SPOOL_MAX_BYTES', 4 * 1024 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
   };
 
   if (config.bufferMaxRows < config.batchMaxRows) {

@@ -15,7 +15,7 @@ import { createHttpServer } from './http/http-server';
 import { Batcher } from './ingest/batcher';
 import { MetricIntake } from './ingest/intake';
 import { ReferenceCache } from './ingest/references';
-import { createShutdown } from './lifecycle/shutdown';
+import { createShutdown, type ShutdownOutcome } from './lifecycle/shutdown';
 import { lockSpoolDir } from './spool/lock';
 import { replaySpool } from './spool/replay';
 import { Spool } from './spool/spool';
@@ -29,7 +29,7 @@ export interface Gateway {
   readonly pool: Pool;
   readonly batcher: Batcher;
   /** Ordered, idempotent stop: no new requests, flush the buffer, close the pool. */
-  stop(): Promise<{ lostRows: number }>;
+  stop(): Promise<ShutdownOutcome>;
 }
 
 function readinessCheck(pool: Pool, migrations: readonly string[]): ReadinessCheck {
@@ -95,7 +95,9 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     spool = await Spool.open({
       dir: config.spoolDir,
       segmentBytes: config.spoolSegmentBytes,
+      maxBytes: config.spoolMaxBytes,
       logger: logger.child({ module: 'spool' }),
+      sink: batcher,
     });
   }
   const intake = new MetricIntake({
@@ -107,6 +109,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     spool,
     onAccepted: telemetry.rowsAccepted,
     onRefused: telemetry.rowsRefused,
+    logger: logger.child({ module: 'intake' }),
   });
   const app = createApp({
     logger,
@@ -142,13 +145,13 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
   const stop = createShutdown({
     server,
     batcher,
-    pool,
     logger,
     timeoutMs: config.shutdownTimeoutMs,
     // Rows still unwritten at the deadline stay in the spool's files, for the next start to replay.
-    closeAfterFlush: async () => {
-      await spool?.close();
+    spool,
+    closeConnections: async () => {
       await releaseSpoolDir?.();
+      await pool.end();
     },
   });
   return { url, server, pool, batcher, stop };

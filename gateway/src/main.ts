@@ -48,10 +48,10 @@ async function main(): Promise<void> {
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'signal received');
     void (async () => {
-      const { lostRows } = await gateway.stop();
+      const { flushed } = await gateway.stop();
       // The gateway owns its embedded server, also one it found still running after a crash.
       await database.embedded?.stop();
-      process.exit(lostRows > 0 ? 1 : 0);
+      process.exit(flushed ? 0 : 1);
     })();
   };
   process.once('SIGTERM', onSignal);

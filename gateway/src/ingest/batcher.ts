@@ -3,7 +3,7 @@ import type { MetricsWriter, RejectedRow, SpoolRange, WriteAttempts } from '../d
 import type { SpoolPosition } from '../spool/spool';
 import { classifyFailure, rejectionCode, sqlState } from '../db/sqlstate';
 import { decodeMetricRow } from './copy-encode';
-import type { IngestTicket } from './ticket';
+import type { IngestTicket, TicketChunk } from './ticket';
 
 export interface BatcherOptions {
   readonly batchMaxRows: number;
@@ -43,10 +43,20 @@ interface Segment {
   /** NDJSON line number of each row, for bulk uploads. */
   readonly lines: readonly number[] | undefined;
   readonly ticket: IngestTicket | undefined;
+  /** This segment's rows as its ticket counts them. */
+  readonly chunk: TicketChunk | undefined;
   readonly spool: SpoolPosition | undefined;
   readonly enqueuedAt: number;
   /** How many rows from the front are already in a batch. */
   taken: number;
+  /** Rows from `end` on were withdrawn and will not be written. */
+  end: number;
+}
+
+/** What an abort left unwritten: rows only in memory are lost; spooled ones stay in the spool. */
+export interface UnwrittenRows {
+  readonly inMemoryOnly: number;
+  readonly spooled: number;
 }
 
 /** The part of a segment that a batch holds: rows [start, start + count) of the batch. */
@@ -78,6 +88,7 @@ interface Batch {
  */
 export class Batcher {
   private readonly queue: Segment[] = [];
+  private readonly inFlight = new Set<Batch>();
   private queuedRows = 0;
   private inFlightRows = 0;
   private inFlightBatches = 0;
@@ -108,34 +119,80 @@ export class Batcher {
     return this.depth === 0 || this.depth + rows <= this.options.bufferMaxRows;
   }
 
-  /** Resolves true once `rows` fit, or false after `timeoutMs`. */
-  async waitForRoom(rows: number, timeoutMs: number): Promise<boolean> {
-    if (this.hasRoom(rows)) return true;
-    const deadline = Date.now() + timeoutMs;
-    while (!this.hasRoom(rows)) {
+  /**
+   * Appends `rows` as soon as they fit, and resolves true; false when they did not fit within
+   * `timeoutMs` (undefined: wait as long as it takes), the buffer was aborted, or `cancelled()` says so
+   * when room is next looked for. The check for room and the append happen in one step, so callers
+   * woken together cannot overshoot `bufferMaxRows`.
+   */
+  async appendWhenRoom(
+    rows: readonly string[],
+    options: AppendOptions,
+    timeoutMs?: number,
+    cancelled?: () => boolean,
+  ): Promise<boolean> {
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    for (;;) {
+      if (this.aborted || cancelled?.() === true) return false;
+      if (this.hasRoom(rows.length)) {
+        this.append(rows, options);
+        return true;
+      }
       const left = deadline - Date.now();
-      if (left <= 0 || this.aborted) return false;
+      if (left <= 0) return false;
       await new Promise<void>((resolve) => {
         const wake = (): void => {
           clearTimeout(timer);
           this.roomWaiters.delete(wake);
           resolve();
         };
-        const timer = setTimeout(wake, left);
+        const timer = left === Infinity ? undefined : setTimeout(wake, left);
         this.roomWaiters.add(wake);
       });
     }
-    return true;
   }
 
   /** Takes rows (COPY text) into the buffer. The caller has checked `hasRoom` (or waited for it). */
   append(rows: readonly string[], { ticket, lines, spool }: AppendOptions = {}): void {
     if (this.aborted) throw new Error('the buffer is closed');
     if (rows.length === 0) return;
-    ticket?.addRows(rows.length);
-    this.queue.push({ rows, lines, ticket, spool, enqueuedAt: Date.now(), taken: 0 });
+    const chunk = ticket?.addChunk(rows.length, lines?.[0]);
+    this.queue.push({ rows, lines, ticket, chunk, spool, enqueuedAt: Date.now(), taken: 0, end: rows.length });
     this.queuedRows += rows.length;
     this.pump();
+  }
+
+  /**
+   * Takes the rows of `ticket` that are not yet in a batch back out of the buffer: they will not be
+   * written. Returns how many, and the line of the first one. Rows already in a batch are not touched;
+   * since batches are cut in order, every row of the ticket before the first withdrawn one is in a
+   * batch or settled.
+   */
+  withdraw(ticket: IngestTicket): { rows: number; firstLine: number | undefined } {
+    let rows = 0;
+    let firstLine: number | undefined;
+    for (const segment of this.queue) {
+      if (segment.ticket !== ticket || segment.taken === segment.end) continue;
+      const count = segment.end - segment.taken;
+      firstLine ??= segment.lines?.[segment.taken];
+      segment.end = segment.taken;
+      rows += count;
+      ticket.rowsWithdrawn(segment.chunk as TicketChunk, count);
+    }
+    if (rows === 0) return { rows, firstLine };
+    this.queuedRows -= rows;
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const segment = this.queue[i] as Segment;
+      if (segment.taken === segment.end) this.queue.splice(i, 1);
+    }
+    for (const wake of this.roomWaiters) wake();
+    this.pump();
+    return { rows, firstLine };
+  }
+
+  /** Wakes every caller waiting for room, so that each looks again (and at its `cancelled`). */
+  wakeWaiters(): void {
+    for (const wake of this.roomWaiters) wake();
   }
 
   /** Writes out everything buffered now; resolves when nothing is queued or in flight. */
@@ -147,16 +204,21 @@ export class Batcher {
   }
 
   /**
-   * Stops retrying and refuses new rows; returns how many rows were still buffered or in flight.
-   * Only for a shutdown whose deadline has passed.
+   * Stops retrying and refuses new rows; returns the rows still buffered or in flight, split by
+   * whether a spool holds them. Only for a shutdown whose deadline has passed.
    */
-  abort(): number {
+  abort(): UnwrittenRows {
     this.aborted = true;
     clearTimeout(this.timer);
     for (const wake of this.roomWaiters) wake();
     for (const resolve of this.idleWaiters) resolve();
     this.idleWaiters.clear();
-    return this.depth;
+    let spooled = 0;
+    for (const segment of this.queue) if (segment.spool !== undefined) spooled += segment.end - segment.taken;
+    for (const batch of this.inFlight) {
+      for (const share of batch.shares) if (share.segment.spool !== undefined) spooled += share.count;
+    }
+    return { inMemoryOnly: this.depth - spooled, spooled };
   }
 
   private pump(): void {
@@ -199,16 +261,18 @@ export class Batcher {
       const segment = this.queue[0];
       if (segment === undefined) break;
       const offset = segment.taken;
-      const count = Math.min(segment.rows.length - offset, this.options.batchMaxRows - rows.length);
+      const count = Math.min(segment.end - offset, this.options.batchMaxRows - rows.length);
       shares.push({ segment, start: rows.length, count, offset });
       for (let i = offset; i < offset + count; i++) rows.push(segment.rows[i] as string);
       segment.taken += count;
-      if (segment.taken === segment.rows.length) this.queue.shift();
+      if (segment.taken === segment.end) this.queue.shift();
     }
     this.queuedRows -= rows.length;
     this.inFlightRows += rows.length;
     this.inFlightBatches += 1;
-    return { rows, shares };
+    const batch = { rows, shares };
+    this.inFlight.add(batch);
+    return batch;
   }
 
   private async flush(batch: Batch): Promise<void> {
@@ -219,9 +283,11 @@ export class Batcher {
       this.options.observer?.flushed?.(batch.rows.length, seconds);
       this.options.logger.info({ rows: batch.rows.length, ms: Math.round(seconds * 1000) }, 'batch flushed');
     } catch (error) {
-      // Only an abort gets here; the rows are counted as lost by abort()'s caller.
+      // Only an abort gets here (writeRange retries everything else, refuseRow records every refusal);
+      // the rows are counted by abort()'s caller.
       this.options.logger.error({ err: error, rows: batch.rows.length }, 'batch abandoned');
     } finally {
+      this.inFlight.delete(batch);
       this.inFlightBatches -= 1;
       this.inFlightRows -= batch.rows.length;
       for (const wake of this.roomWaiters) wake();
@@ -262,37 +328,50 @@ export class Batcher {
   }
 
   private async refuseRow(batch: Batch, index: number, error: unknown): Promise<void> {
-    const decoded = decodeMetricRow(batch.rows[index] as string);
+    const row = batch.rows[index] as string;
     const reason = error instanceof Error ? error.message : String(error);
     const detail = (error as { detail?: unknown }).detail;
-    const rejected: RejectedRow = {
-      receivedAt: decoded.receivedAt,
-      payload: decoded.metric,
-      reason: typeof detail === 'string' ? `${reason}: ${detail}` : reason,
-    };
+    const rejected = rejectedRow(row, typeof detail === 'string' ? `${reason}: ${detail}` : reason);
     const spooled = this.spoolRanges(batch, index, index + 1);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.options.writer.reject([rejected], spooled);
-        if (spooled.length > 0) this.options.onSpooledDone?.(spooled);
-        break;
-      } catch (rejectError) {
-        if (classifyFailure(rejectError) === 'row') {
-          this.options.logger.error({ err: rejectError, reason: rejected.reason }, 'refused row could not be recorded');
-          break;
-        }
-        await this.backOff(attempt, rejectError, 1);
-      }
-    }
+    await this.recordRefusal(rejected, spooled, row);
     this.options.logger.warn({ sqlState: sqlState(error), reason: rejected.reason }, 'row refused at flush');
     this.options.observer?.refused?.(1, rejectionCode(error));
     const share = this.shareOf(batch, index);
     const position = share.offset + (index - share.start);
-    share.segment.ticket?.rowRefused({
-      line: share.segment.lines?.[position],
-      error: rejectionCode(error),
-      message: rejected.reason,
-    });
+    const chunk = share.segment.chunk;
+    if (chunk !== undefined) {
+      share.segment.ticket?.rowRefused(chunk, {
+        line: share.segment.lines?.[position],
+        error: rejectionCode(error),
+        message: rejected.reason,
+      });
+    }
+  }
+
+  /**
+   * Stores a refused row in rejected_metrics, retrying transient failures. If PostgreSQL refuses the
+   * record itself (a damaged row whose received_at is no timestamp), the row is recorded again as its
+   * raw text with the time of now, so it still ends somewhere.
+   */
+  private async recordRefusal(rejected: RejectedRow, spooled: SpoolRange[], row: string): Promise<void> {
+    let record = rejected;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.options.writer.reject([record], spooled);
+        if (spooled.length > 0) this.options.onSpooledDone?.(spooled);
+        return;
+      } catch (rejectError) {
+        if (classifyFailure(rejectError) === 'row') {
+          if (record.payload.raw_row !== undefined) {
+            this.options.logger.error({ err: rejectError, reason: record.reason }, 'refused row could not be recorded');
+            return;
+          }
+          record = rawRejectedRow(row, `${rejected.reason}; recording it failed: ${errorMessage(rejectError)}`);
+          continue;
+        }
+        await this.backOff(attempt, rejectError, 1);
+      }
+    }
   }
 
   private async backOff(attempt: number, error: unknown, rows: number): Promise<void> {
@@ -312,7 +391,8 @@ export class Batcher {
     for (const share of batch.shares) {
       const from = Math.max(lo, share.start);
       const to = Math.min(hi, share.start + share.count);
-      if (to > from) share.segment.ticket?.rowsCommitted(to - from);
+      const chunk = share.segment.chunk;
+      if (to > from && chunk !== undefined) share.segment.ticket?.rowsCommitted(chunk, to - from);
     }
   }
 
@@ -335,4 +415,23 @@ export class Batcher {
     if (share === undefined) throw new Error(`row ${index} belongs to no share of its batch`);
     return share;
   }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A row as rejected_metrics keeps it: decoded when it can be, else its raw text. */
+function rejectedRow(row: string, reason: string): RejectedRow {
+  try {
+    const decoded = decodeMetricRow(row);
+    return { receivedAt: decoded.receivedAt, payload: decoded.metric, reason };
+  } catch (error) {
+    return rawRejectedRow(row, `${reason}; the row could not be decoded: ${errorMessage(error)}`);
+  }
+}
+
+function rawRejectedRow(row: string, reason: string): RejectedRow {
+  // JSON (jsonb) cannot hold NUL characters, which a damaged row may have.
+  return { receivedAt: new Date().toISOString(), payload: { raw_row: row.replace(/\0/g, '\uFFFD') }, reason };
 }

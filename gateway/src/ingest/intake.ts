@@ -1,6 +1,8 @@
+import type { Logger } from 'pino';
 import { AppError, type ErrorCode, type ErrorDetail } from '../errors';
-import type { Spool } from '../spool/spool';
-import type { AppendOptions, Batcher } from './batcher';
+import { isDatabaseUnavailable } from '../http/error-handler';
+import { SpoolFull, type Spool } from '../spool/spool';
+import type { Batcher } from './batcher';
 import { encodeMetricRow } from './copy-encode';
 import { NdjsonLineSplitter, type BadLineReason, type LineSink } from './ndjson';
 import type { MissingReferences, ReferenceCache } from './references';
@@ -8,6 +10,10 @@ import { checkMetric, type Metric } from './schema';
 import { IngestTicket } from './ticket';
 
 export const MAX_LISTED_ERRORS = 1000;
+/** The refused lines an answer lists take at most about this many bytes of JSON. */
+export const MAX_LISTED_ERRORS_BYTES = 256 * 1024;
+/** A message quoting what the client sent is cut to this many characters. */
+const MAX_MESSAGE_CHARS = 200;
 
 /** Which endpoint rows came in through, for metrics. */
 export type IntakeEndpoint = 'single' | 'bulk';
@@ -27,6 +33,9 @@ export interface IntakeOptions {
    * with each row's time_recorded in epoch milliseconds, and the time they were received.
    */
   readonly onAccepted?: (endpoint: IntakeEndpoint, receivedAtMs: number, recordedAtMs: readonly number[]) => void;
+  /** Observes rows spooled without a reference check because PostgreSQL could not be asked; optional. */
+  readonly onUnchecked?: (rows: number) => void;
+  readonly logger?: Logger;
 }
 
 export interface SingleResult {
@@ -40,10 +49,45 @@ export interface LineError {
   readonly details: readonly ErrorDetail[];
 }
 
+/** The answer to a bulk upload: `accepted` counts durable rows only. */
 export interface BulkBody {
   accepted: number;
   rejected: number;
   errors: LineError[];
+  /** Refused lines counted in `rejected` but not listed in `errors` (the list is bounded). */
+  errors_omitted?: number;
+}
+
+/** What an answer that stopped a bulk upload part-way adds to the error body. */
+export interface BulkProgress extends BulkBody {
+  /** Rows received and valid but not durable when answered. */
+  pending: number;
+  /** The first line to send again: every line before it is accepted or rejected. */
+  resend_from_line: number;
+}
+
+/** A bulk upload answered before all of it was durable: the error, plus how far the upload got. */
+export class PartialUploadError extends AppError {
+  constructor(
+    cause: AppError,
+    readonly progress: BulkProgress,
+  ) {
+    super(
+      cause.code,
+      `${cause.message}; ${progress.accepted} rows are stored, send again from line ${progress.resend_from_line}` +
+        (progress.pending > 0 ? ` (${progress.pending} rows from there on may still be stored later)` : ''),
+      [
+        ...cause.details,
+        { path: '', message: 'lines from here on must be sent again', line: progress.resend_from_line },
+      ],
+      cause.retryAfterSeconds,
+      { cause },
+    );
+  }
+
+  override toJSON(): ReturnType<AppError['toJSON']> & BulkProgress {
+    return { ...super.toJSON(), ...this.progress };
+  }
 }
 
 /** 503 for rows that were taken but not committed in time: they may still commit later. */
@@ -62,9 +106,13 @@ function referenceDetails(metric: Metric, missing: MissingReferences): ErrorDeta
   if (missing.users.has(metric.user_id))
     details.push({ path: '/user_id', message: `no user with id ${metric.user_id}` });
   if (metric.device_id != null && missing.devices.has(metric.device_id)) {
-    details.push({ path: '/device_id', message: `no device with id ${JSON.stringify(metric.device_id)}` });
+    details.push({ path: '/device_id', message: `no device with id ${shortText(JSON.stringify(metric.device_id))}` });
   }
   return details;
+}
+
+function shortText(text: string): string {
+  return text.length <= MAX_MESSAGE_CHARS ? text : `${text.slice(0, MAX_MESSAGE_CHARS - 1)}…`;
 }
 
 const BAD_LINE_DETAILS: Record<BadLineReason, { error: ErrorCode; message: string }> = {
@@ -72,27 +120,23 @@ const BAD_LINE_DETAILS: Record<BadLineReason, { error: ErrorCode; message: strin
   invalid_utf8: { error: 'invalid_json', message: 'the line is not valid UTF-8' },
 };
 
+const NOTHING_MISSING: MissingReferences = { users: new Set(), devices: new Set() };
+
 /**
- * Hands rows to the buffer. Rows that will be acknowledged before they are committed (wait=false)
- * are first appended to the spool, if there is one; the returned promise resolves once they are on
- * disk. Rows that wait for their commit need no spool: their acknowledgement already means stored.
+ * Writes rows to the spool; resolves once they are fsync'd, after which the spool hands them to the
+ * buffer. A full spool is 429, any other failure 503: either way nothing of these rows was written.
  */
-function handOver(options: IntakeOptions, rows: readonly string[], append: AppendOptions): Promise<void> | undefined {
-  const spool = append.ticket === undefined ? options.spool : undefined;
-  if (spool === undefined) {
-    options.batcher.append(rows, append);
-    return undefined;
-  }
-  const { position, durable } = spool.append(rows);
-  options.batcher.append(rows, { ...append, spool: position });
-  const written = durable.catch((error: unknown) => {
+async function spoolRows(spool: Spool, rows: readonly string[]): Promise<void> {
+  try {
+    await spool.append(rows);
+  } catch (error) {
+    if (error instanceof SpoolFull) {
+      throw new AppError('overloaded', `${error.message}: the database is not keeping up; retry later`, [], 5);
+    }
     throw new AppError('unavailable', 'the rows could not be written to the spool; retry later', [], 5, {
       cause: error,
     });
-  });
-  // A bulk upload awaits its chunks' writes only at the end; a failure before then is not unhandled.
-  written.catch(() => undefined);
-  return written;
+  }
 }
 
 /** Validates metrics, checks their references, encodes them and hands them to the buffer. */
@@ -100,20 +144,21 @@ export class MetricIntake {
   constructor(private readonly options: IntakeOptions) {}
 
   async acceptOne(body: unknown, wait: boolean): Promise<SingleResult> {
-    const { batcher, references } = this.options;
+    const { batcher, spool } = this.options;
     const check = checkMetric(body, Date.now());
     if (!check.ok) {
       this.options.onRefused?.(1, 'validation_failed', 'single');
       throw new AppError('validation_failed', 'the metric does not match the schema', check.details);
     }
     const { metric, timeRecorded } = check;
-    const missing = await references.findMissing([metric.user_id], metric.device_id == null ? [] : [metric.device_id]);
+    const missing = await this.findMissing([metric.user_id], metric.device_id == null ? [] : [metric.device_id], wait);
     const unknown = referenceDetails(metric, missing);
     if (unknown.length > 0) {
       this.options.onRefused?.(1, 'unknown_reference', 'single');
       throw new AppError('unknown_reference', 'the metric names a user or device that does not exist', unknown);
     }
-    if (!batcher.hasRoom(1)) {
+    const spooled = !wait && spool !== undefined;
+    if (!spooled && !batcher.hasRoom(1)) {
       this.options.onRefused?.(1, 'overloaded', 'single');
       throw new AppError('overloaded', 'the buffer is full; retry later', [], 1);
     }
@@ -121,13 +166,13 @@ export class MetricIntake {
     const row = encodeMetricRow(metric, timeRecorded, new Date(receivedAtMs).toISOString());
     const echo = metric.event_id === undefined ? {} : { event_id: metric.event_id };
     if (!wait) {
-      const durable = handOver(this.options, [row], {});
+      if (spool === undefined) batcher.append([row]);
+      else await spoolRows(spool, [row]);
       this.options.onAccepted?.('single', receivedAtMs, [check.timeRecordedMs]);
-      await durable;
       return { status: 202, body: { status: 'queued', ...echo } };
     }
     const ticket = new IngestTicket();
-    handOver(this.options, [row], { ticket });
+    batcher.append([row], { ticket });
     this.options.onAccepted?.('single', receivedAtMs, [check.timeRecordedMs]);
     ticket.seal();
     if (!(await ticket.settledWithin(this.options.ackTimeoutMs))) throw notCommittedInTime(1);
@@ -137,23 +182,54 @@ export class MetricIntake {
   }
 
   /**
-   * Reads an NDJSON body chunk by chunk. Each chunk's valid lines enter the buffer before the next
-   * chunk is read, so a full buffer slows the reading of the socket instead of growing memory.
+   * Reads an NDJSON body chunk by chunk. Each chunk's valid lines enter the buffer (or the spool)
+   * before the next chunk is read, so a full buffer slows the reading of the socket instead of
+   * growing memory. An upload that stops part-way is answered with how far it got (PartialUploadError).
    */
   async acceptBulk(source: AsyncIterable<Buffer>, wait: boolean): Promise<BulkBody> {
-    const upload = new BulkUpload(this.options, wait ? new IngestTicket() : undefined);
+    const upload = new BulkUpload(this.options, wait ? new IngestTicket() : undefined, (userIds, deviceIds) =>
+      this.findMissing(userIds, deviceIds, wait),
+    );
     try {
       for await (const chunk of source) {
         upload.splitter.push(chunk, upload);
         await upload.flushChunk();
       }
+      upload.splitter.end(upload);
+      await upload.flushChunk();
     } catch (error) {
-      throw upload.interrupted(error);
+      throw await upload.stoppedPartWay(error);
     }
-    upload.splitter.end(upload);
-    await upload.flushChunk();
     return upload.finish();
   }
+
+  /**
+   * The references among these that do not exist. With wait=false and a spool, rows whose references
+   * cannot be checked now (PostgreSQL unreachable or too slow) are taken unchecked: they are spooled,
+   * and checked when they are written, where a missing user or device sends the row to
+   * rejected_metrics. With wait=true the client is waiting for the database anyway: 503.
+   */
+  private async findMissing(
+    userIds: readonly number[],
+    deviceIds: readonly string[],
+    wait: boolean,
+  ): Promise<MissingReferences> {
+    try {
+      return await this.options.references.findMissing(userIds, deviceIds);
+    } catch (error) {
+      if (wait || this.options.spool === undefined || !databaseUnreachable(error)) throw error;
+      this.options.onUnchecked?.(userIds.length);
+      this.options.logger?.warn(
+        { err: error, rows: userIds.length },
+        'references not checked (PostgreSQL unreachable): rows spooled, to be checked when written',
+      );
+      return NOTHING_MISSING;
+    }
+  }
+}
+
+function databaseUnreachable(error: unknown): boolean {
+  return (error instanceof AppError && error.code === 'unavailable') || isDatabaseUnavailable(error);
 }
 
 /** A body that broke off (400), stalled (408) or grew past a limit (413): the lines before it stand. */
@@ -162,7 +238,12 @@ const BODY_FAILURE_STATUSES = new Set([400, 408, 413]);
 /** The state of one bulk upload: the current chunk's valid lines, and the running totals. */
 class BulkUpload implements LineSink {
   readonly splitter: NdjsonLineSplitter;
-  private readonly result: BulkBody = { accepted: 0, rejected: 0, errors: [] };
+  private readonly errors = new BoundedLineErrors();
+  private rejected = 0;
+  /** Rows made durable without a ticket (wait=false: spooled; with SPOOL=false, buffered). */
+  private rowsTaken = 0;
+  /** Every line before this one has been taken into the buffer or spool, or refused. */
+  private firstUnhandledLine = 1;
   /** The current chunk's bad lines; references are checked after parsing, so they come in out of order. */
   private chunkErrors: LineError[] = [];
   private metrics: Metric[] = [];
@@ -172,12 +253,11 @@ class BulkUpload implements LineSink {
   private recordedMs: number[] = [];
   private receivedAt = '';
   private now = Date.now();
-  /** Spool writes of this upload's chunks (wait=false), one promise per chunk. */
-  private readonly spoolWrites: Promise<void>[] = [];
 
   constructor(
     private readonly options: IntakeOptions,
     private readonly ticket: IngestTicket | undefined,
+    private readonly findMissing: (userIds: number[], deviceIds: string[]) => Promise<MissingReferences>,
   ) {
     this.splitter = new NdjsonLineSplitter(options.maxLineBytes);
   }
@@ -187,7 +267,7 @@ class BulkUpload implements LineSink {
     try {
       value = JSON.parse(text);
     } catch (error) {
-      this.refuse(number, 'invalid_json', [{ path: '', message: (error as Error).message }]);
+      this.refuse(number, 'invalid_json', [{ path: '', message: shortText((error as Error).message) }]);
       return;
     }
     const check = checkMetric(value, this.now);
@@ -206,9 +286,10 @@ class BulkUpload implements LineSink {
     this.refuse(number, error, [{ path: '', message }]);
   }
 
-  /** Checks the references of the chunk's valid lines, encodes them and waits for buffer room. */
+  /** Checks the references of the chunk's valid lines, encodes them and hands them over. */
   async flushChunk(): Promise<void> {
     const { metrics, times, lines, recordedMs } = this;
+    const linesSeen = this.splitter.linesSeen;
     this.metrics = [];
     this.times = [];
     this.lines = [];
@@ -217,12 +298,13 @@ class BulkUpload implements LineSink {
     this.receivedAt = new Date(this.now).toISOString();
     if (metrics.length === 0) {
       this.listChunkErrors();
+      this.firstUnhandledLine = linesSeen + 1;
       return;
     }
 
     const deviceIds: string[] = [];
     for (const metric of metrics) if (metric.device_id != null) deviceIds.push(metric.device_id);
-    const missing = await this.options.references.findMissing(
+    const missing = await this.findMissing(
       metrics.map((metric) => metric.user_id),
       deviceIds,
     );
@@ -243,76 +325,132 @@ class BulkUpload implements LineSink {
       rows.push(encodeMetricRow(metric, times[i] as string, this.receivedAt));
       rowLines.push(lines[i] as number);
     }
+    if (rows.length > 0) await this.handOver(rows, rowLines);
     this.listChunkErrors();
-    if (rows.length === 0) return;
+    this.firstUnhandledLine = linesSeen + 1;
+    if (rows.length > 0) this.options.onAccepted?.('bulk', this.now, rowRecordedMs);
+  }
 
-    const { batcher, bulkBackpressureTimeoutMs } = this.options;
-    if (!(await batcher.waitForRoom(rows.length, bulkBackpressureTimeoutMs))) {
+  /** Into the spool (wait=false) or the buffer; a 429 when neither takes them in time. */
+  private async handOver(rows: string[], rowLines: number[]): Promise<void> {
+    const { batcher, spool, bulkBackpressureTimeoutMs } = this.options;
+    if (this.ticket === undefined && spool !== undefined) {
+      await spoolRows(spool, rows);
+      this.rowsTaken += rows.length;
+      return;
+    }
+    const taken = await batcher.appendWhenRoom(
+      rows,
+      { ticket: this.ticket, lines: rowLines },
+      bulkBackpressureTimeoutMs,
+    );
+    if (!taken) {
       this.options.onRefused?.(rows.length, 'overloaded', 'bulk');
       throw new AppError(
         'overloaded',
-        `the buffer stayed full for ${bulkBackpressureTimeoutMs} ms; lines from ${rowLines[0]} on were not taken`,
-        [{ path: '', message: 'not taken', line: rowLines[0] as number, accepted: this.result.accepted }],
+        `the buffer stayed full for ${bulkBackpressureTimeoutMs} ms (BULK_BACKPRESSURE_TIMEOUT_MS)`,
+        [],
         5,
       );
     }
-    const durable = handOver(this.options, rows, { ticket: this.ticket, lines: rowLines });
-    if (durable !== undefined) this.spoolWrites.push(durable);
-    this.result.accepted += rows.length;
-    this.options.onAccepted?.('bulk', this.now, rowRecordedMs);
+    if (this.ticket === undefined) this.rowsTaken += rows.length;
   }
 
   async finish(): Promise<BulkBody> {
-    const { ticket, result } = this;
-    if (ticket === undefined) {
-      await Promise.all(this.spoolWrites);
-      return result;
-    }
+    const { ticket } = this;
+    if (ticket === undefined) return this.answer(this.rowsTaken);
     ticket.seal();
-    if (!(await ticket.settledWithin(this.options.ackTimeoutMs))) throw notCommittedInTime(result.accepted);
-    if (ticket.rejections.length > 0) {
-      for (const refused of ticket.rejections) {
-        result.accepted -= 1;
-        result.rejected += 1;
-        result.errors.push({
-          line: refused.line ?? 0,
-          error: refused.error,
-          details: [{ path: '', message: refused.message }],
-        });
-      }
-      result.errors.sort((a, b) => a.line - b.line);
-      result.errors.length = Math.min(result.errors.length, MAX_LISTED_ERRORS);
+    if (!(await ticket.settledWithin(this.options.ackTimeoutMs))) {
+      throw await this.stoppedPartWay(notCommittedInTime(ticket.pending), false);
     }
-    return result;
+    return this.answer(ticket.committed);
   }
 
   /**
-   * The body failed part-way (a corrupt gzip stream is a 400 from the source): the answer says how
-   * far it got, since the lines before were already taken.
+   * The upload stopped part-way (a body that broke off, stalled or grew too large; a full buffer or
+   * spool; rows not committed in time): the answer says what is durable and from which line to send
+   * again. Rows of this upload still waiting in the buffer are taken out of it, and rows already being
+   * written are given until ACK_TIMEOUT_MS to settle, so that the answer can be exact.
    */
-  interrupted(error: unknown): unknown {
-    if (!(error instanceof AppError) || !BODY_FAILURE_STATUSES.has(error.status)) return error;
-    const line = this.splitter.linesSeen + 1;
-    const { accepted } = this.result;
-    return new AppError(error.code, `${error.message}; the ${accepted} valid lines before line ${line} were taken`, [
-      ...error.details,
-      { path: '', message: 'the body broke off here', line, accepted },
-    ]);
+  async stoppedPartWay(thrown: unknown, waitForWrites = true): Promise<unknown> {
+    const cause = thrown instanceof AppError ? thrown : databaseUnreachable(thrown) ? unavailable(thrown) : undefined;
+    const stoppedUpload =
+      cause !== undefined && (BODY_FAILURE_STATUSES.has(cause.status) || cause.status === 429 || cause.status === 503);
+    let resendFrom = this.firstUnhandledLine;
+    let accepted = this.rowsTaken;
+    let pending = 0;
+    const { ticket } = this;
+    if (ticket !== undefined) {
+      const withdrawn = this.options.batcher.withdraw(ticket);
+      if (withdrawn.firstLine !== undefined) resendFrom = Math.min(resendFrom, withdrawn.firstLine);
+      ticket.seal();
+      if (waitForWrites) await ticket.settledWithin(this.options.ackTimeoutMs);
+      resendFrom = Math.min(resendFrom, ticket.firstPendingLine() ?? resendFrom);
+      accepted = ticket.committed;
+      pending = ticket.pending;
+    }
+    if (!stoppedUpload) return thrown;
+    return new PartialUploadError(cause, { ...this.answer(accepted), pending, resend_from_line: resendFrom });
+  }
+
+  /** The answer's counts: durable rows, refused lines (at the door and at flush), the bounded list. */
+  private answer(accepted: number): BulkBody {
+    const refusedAtFlush = this.ticket?.rejections ?? [];
+    for (const refused of refusedAtFlush) {
+      this.errors.add({
+        line: refused.line ?? 0,
+        error: refused.error,
+        details: [{ path: '', message: refused.message }],
+      });
+    }
+    const rejected = this.rejected + refusedAtFlush.length;
+    const errors = this.errors.sorted();
+    const body: BulkBody = { accepted, rejected, errors };
+    if (rejected > errors.length) body.errors_omitted = rejected - errors.length;
+    return body;
   }
 
   private refuse(line: number, error: ErrorCode, details: readonly ErrorDetail[]): void {
-    this.result.rejected += 1;
+    this.rejected += 1;
     this.options.onRefused?.(1, error, 'bulk');
     // Not capped here: a chunk is small, and its errors are only in line order once sorted.
-    if (this.result.errors.length < MAX_LISTED_ERRORS) this.chunkErrors.push({ line, error, details });
+    if (!this.errors.full) this.chunkErrors.push({ line, error, details });
   }
 
   private listChunkErrors(): void {
     if (this.chunkErrors.length === 0) return;
     this.chunkErrors.sort((a, b) => a.line - b.line);
-    for (const error of this.chunkErrors) {
-      if (this.result.errors.length < MAX_LISTED_ERRORS) this.result.errors.push(error);
-    }
+    for (const error of this.chunkErrors) this.errors.add(error);
     this.chunkErrors = [];
+  }
+}
+
+function unavailable(cause: unknown): AppError {
+  return new AppError('unavailable', undefined, [], 5, { cause });
+}
+
+/** The refused lines an answer lists: the first MAX_LISTED_ERRORS, within MAX_LISTED_ERRORS_BYTES. */
+class BoundedLineErrors {
+  private readonly list: LineError[] = [];
+  private bytes = 0;
+  private closed = false;
+
+  get full(): boolean {
+    return this.closed;
+  }
+
+  add(error: LineError): void {
+    if (this.closed) return;
+    const bytes = JSON.stringify(error).length + 1;
+    if (this.list.length >= MAX_LISTED_ERRORS || this.bytes + bytes > MAX_LISTED_ERRORS_BYTES) {
+      this.closed = true;
+      return;
+    }
+    this.bytes += bytes;
+    this.list.push(error);
+  }
+
+  sorted(): LineError[] {
+    return this.list.sort((a, b) => a.line - b.line);
   }
 }

@@ -8,13 +8,29 @@ export interface RowRejection {
   readonly message: string;
 }
 
+/** The rows of one append to the buffer (a single metric, or one chunk of a bulk upload). */
+export interface TicketChunk {
+  /** NDJSON line number of the chunk's first row; undefined for a single metric. */
+  readonly firstLine: number | undefined;
+  /** Rows neither committed, refused nor withdrawn. */
+  pending: number;
+}
+
 /**
- * What one request waits for: every row it handed to the buffer committed or refused.
- * Rows are added while the request is read; `seal()` says no more will come. The ticket is settled
- * once it is sealed and no row is pending.
+ * What one request waits for: every row it handed to the buffer committed, refused or withdrawn.
+ * Chunks are added while the request is read; `seal()` says no more will come. The ticket is
+ * settled once it is sealed and no row is pending.
+ *
+ * Rows are tracked per chunk, in the order they were appended: the buffer writes them in that order,
+ * so the first chunk with a pending row tells from which line on a client must send again when the
+ * request is answered before everything settled.
  */
 export class IngestTicket {
   private pendingRows = 0;
+  private committedRows = 0;
+  private readonly chunks: TicketChunk[] = [];
+  /** Index of the first chunk that may still have pending rows. */
+  private firstOpenChunk = 0;
   private sealed = false;
   /** When a row of this ticket last settled (or the wait began). */
   private lastProgressAt = 0;
@@ -28,9 +44,22 @@ export class IngestTicket {
     return this.refused;
   }
 
-  addRows(count: number): void {
+  /** Rows committed so far. */
+  get committed(): number {
+    return this.committedRows;
+  }
+
+  /** Rows handed to the buffer and not yet committed, refused or withdrawn. */
+  get pending(): number {
+    return this.pendingRows;
+  }
+
+  addChunk(rows: number, firstLine?: number): TicketChunk {
     if (this.sealed) throw new Error('rows added to a sealed ticket');
-    this.pendingRows += count;
+    const chunk: TicketChunk = { firstLine, pending: rows };
+    this.chunks.push(chunk);
+    this.pendingRows += rows;
+    return chunk;
   }
 
   seal(): void {
@@ -38,17 +67,30 @@ export class IngestTicket {
     this.settleIfDone();
   }
 
-  rowsCommitted(count: number): void {
-    this.lastProgressAt = Date.now();
-    this.pendingRows -= count;
-    this.settleIfDone();
+  rowsCommitted(chunk: TicketChunk, count: number): void {
+    this.committedRows += count;
+    this.settle(chunk, count);
   }
 
-  rowRefused(rejection: RowRejection): void {
-    this.lastProgressAt = Date.now();
+  rowRefused(chunk: TicketChunk, rejection: RowRejection): void {
     this.refused.push(rejection);
-    this.pendingRows -= 1;
-    this.settleIfDone();
+    this.settle(chunk, 1);
+  }
+
+  /** Rows taken back out of the buffer before they were written: they will not be stored. */
+  rowsWithdrawn(chunk: TicketChunk, count: number): void {
+    this.settle(chunk, count);
+  }
+
+  /** The first line of the earliest chunk that still has a pending row; undefined when none has. */
+  firstPendingLine(): number | undefined {
+    while (
+      this.firstOpenChunk < this.chunks.length &&
+      (this.chunks[this.firstOpenChunk] as TicketChunk).pending === 0
+    ) {
+      this.firstOpenChunk++;
+    }
+    return this.chunks[this.firstOpenChunk]?.firstLine;
   }
 
   /**
@@ -72,6 +114,13 @@ export class IngestTicket {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private settle(chunk: TicketChunk, count: number): void {
+    this.lastProgressAt = Date.now();
+    chunk.pending -= count;
+    this.pendingRows -= count;
+    this.settleIfDone();
   }
 
   private settleIfDone(): void {

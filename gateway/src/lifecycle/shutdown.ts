@@ -1,17 +1,30 @@
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Pool } from 'pg';
 import type { Batcher } from '../ingest/batcher';
+import type { Spool } from '../spool/spool';
 
 export interface ShutdownParts {
   readonly server: Server;
   readonly batcher: Batcher;
-  readonly pool: Pool;
   readonly logger: Logger;
   readonly timeoutMs: number;
-  /** Runs after the buffer is flushed (or abandoned at the deadline), before the pool closes. */
-  readonly closeAfterFlush?: () => Promise<void>;
+  /** The spool of wait=false rows, if any: what it holds when the deadline passes is kept for the next start. */
+  readonly spool?: Pick<Spool, 'stopFeeding' | 'close' | 'pendingRows'>;
+  /** Closes the database connections (and whatever else holds the process), after the buffer is flushed. */
+  readonly closeConnections: () => Promise<void>;
 }
+
+export interface ShutdownOutcome {
+  /** Whether the buffer was flushed before the deadline. */
+  readonly flushed: boolean;
+  /** Rows that were only in memory when the deadline passed: not stored. */
+  readonly lostRows: number;
+  /** Rows left in the spool, replayed at the next start. */
+  readonly spooledRows: number;
+}
+
+/** What is still done after the deadline gets this long at most, so the process always ends. */
+const AFTER_DEADLINE_GRACE_MS = 1000;
 
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => {
@@ -21,16 +34,26 @@ function closeServer(server: Server): Promise<void> {
   });
 }
 
-/**
- * Stops in order: take no new requests, flush every buffered row (which also lets waiting requests
- * finish), then close the pool. After `timeoutMs` open connections are cut and the flusher gives
- * up; what was still buffered then is logged as lost. Calling it again returns the same promise.
- */
-export function createShutdown(parts: ShutdownParts): () => Promise<{ lostRows: number }> {
-  let stopping: Promise<{ lostRows: number }> | undefined;
+/** `work`, or nothing once `ms` have passed (it goes on, unawaited). */
+async function atMost(ms: number, work: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
 
-  async function stop(): Promise<{ lostRows: number }> {
-    const { server, batcher, pool, logger, timeoutMs } = parts;
+/**
+ * Stops in order: take no new requests and stop feeding the spool's backlog into the buffer, flush
+ * every buffered row (which also lets waiting requests finish), then close the connections. After
+ * `timeoutMs` open connections are cut and the flusher gives up: rows that were only in memory are
+ * lost and counted, spooled ones stay on disk for the next start, and nothing waits for PostgreSQL
+ * any longer (a COPY stuck behind a lock must not hold the process). Calling it again returns the
+ * same promise.
+ */
+export function createShutdown(parts: ShutdownParts): () => Promise<ShutdownOutcome> {
+  let stopping: Promise<ShutdownOutcome> | undefined;
+
+  async function stop(): Promise<ShutdownOutcome> {
+    const { server, batcher, spool, logger, timeoutMs } = parts;
     logger.info({ bufferedRows: batcher.depth }, 'shutting down: no new requests; flushing the buffer');
     let deadlineTimer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
@@ -38,6 +61,7 @@ export function createShutdown(parts: ShutdownParts): () => Promise<{ lostRows: 
     });
     const orderly = (async () => {
       const serverClosed = closeServer(server);
+      await spool?.stopFeeding();
       await batcher.drain();
       await serverClosed;
       await batcher.drain(); // rows appended by requests that were still being read
@@ -45,18 +69,26 @@ export function createShutdown(parts: ShutdownParts): () => Promise<{ lostRows: 
     })();
     const outcome = await Promise.race([orderly, deadline]);
     clearTimeout(deadlineTimer);
+    const flushed = outcome === 'done';
     let lostRows = 0;
-    if (outcome === 'deadline') {
+    if (!flushed) {
       server.closeAllConnections();
-      lostRows = batcher.abort();
-      if (lostRows > 0) {
-        logger.error({ lostRows, timeoutMs }, 'shutdown deadline passed with rows unwritten (spooled ones are kept)');
-      }
+      lostRows = batcher.abort().inMemoryOnly;
+      await atMost(AFTER_DEADLINE_GRACE_MS, spool?.close() ?? Promise.resolve());
+      await atMost(AFTER_DEADLINE_GRACE_MS, parts.closeConnections());
+    } else {
+      await spool?.close();
+      await parts.closeConnections();
     }
-    await parts.closeAfterFlush?.();
-    await pool.end();
-    logger.info({ lostRows }, 'stopped');
-    return { lostRows };
+    const spooledRows = spool?.pendingRows ?? 0;
+    const result = { flushed, lostRows, spooledRows };
+    if (flushed) logger.info(result, 'stopped');
+    else
+      logger.error(
+        { ...result, timeoutMs },
+        'stopped at the shutdown deadline: spooled rows are kept for the next start',
+      );
+    return result;
   }
 
   return () => (stopping ??= stop());

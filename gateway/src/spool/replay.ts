@@ -52,8 +52,7 @@ export async function replaySpool(
     let firstSeq = 0;
     const handRun = async (): Promise<void> => {
       if (run.length === 0) return;
-      await batcher.waitForRoom(run.length, Number.MAX_SAFE_INTEGER);
-      batcher.append(run, { spool: { spoolId, firstSeq } });
+      await batcher.appendWhenRoom(run, { spool: { spoolId, firstSeq } });
       replayed += run.length;
       run = [];
     };

@@ -27,7 +27,7 @@ export async function startTestGateway(
   });
   const gateway = await startGateway(config, db.url, logger);
   const stopGateway = gateway.stop;
-  const stop = async (): Promise<{ lostRows: number }> => {
+  const stop = async (): ReturnType<Gateway['stop']> => {
     const result = await stopGateway();
     if (env.SPOOL_DIR === undefined) await rm(spoolDir, { recursive: true, force: true });
     return result;

@@ -42,7 +42,7 @@ afterAll(async () => {
 
 it('stores the uncommitted rows once, skips committed ones, damaged and torn lines', async () => {
   const spool = await Spool.open({ dir, segmentBytes: 600, logger: testLogger }); // several segments
-  for (let n = 1; n <= 10; n++) await spool.append([row(n)]).durable;
+  for (let n = 1; n <= 10; n++) await spool.append([row(n)]);
   await spool.close();
   // Rows 3..5 were committed before the crash, in the transaction that stored them.
   await db.pool.query(`INSERT INTO user_metrics (user_id, talked_time, microphone_used, speaker_used, time_recorded)

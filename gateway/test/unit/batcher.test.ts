@@ -140,12 +140,13 @@ describe('Batcher', () => {
     batcher.append(range(1, 21).map(row));
     expect(batcher.depth).toBe(20);
     expect(batcher.hasRoom(1)).toBe(false);
-    expect(await batcher.waitForRoom(5, 20)).toBe(false);
-    const waiting = batcher.waitForRoom(5, 2000);
+    expect(await batcher.appendWhenRoom(range(21, 26).map(row), {}, 20)).toBe(false);
+    expect(batcher.depth).toBe(20);
+    const waiting = batcher.appendWhenRoom(range(21, 26).map(row), {}, 2000);
     open();
     expect(await waiting).toBe(true);
     await batcher.drain();
-    expect(writer.stored).toHaveLength(20);
+    expect(writer.stored).toHaveLength(25);
   });
 
   it('lets a chunk larger than the whole buffer into an empty one', () => {
@@ -179,7 +180,7 @@ describe('Batcher', () => {
     batcher.append([row(1), row(2), row(3)]);
     const drained = batcher.drain();
     await new Promise((resolve) => setTimeout(resolve, 30));
-    expect(batcher.abort()).toBe(3);
+    expect(batcher.abort()).toEqual({ inMemoryOnly: 3, spooled: 0 });
     await drained;
     expect(() => batcher.append([row(4)])).toThrow('closed');
   });

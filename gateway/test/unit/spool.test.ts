@@ -29,20 +29,16 @@ describe('Spool', () => {
     expect(parseSegmentFileName('spool.lock')).toBeUndefined();
   });
 
-  it('numbers rows in call order and has them on disk when durable resolves', async () => {
+  it('numbers rows in call order and has them on disk when the append resolves', async () => {
     const spool = await Spool.open({ dir, segmentBytes: 1 << 20, logger });
-    const a = spool.append([row(1), row(2)]);
-    const b = spool.append([row(3)]);
-    expect(a.position).toEqual({ spoolId: spool.id, firstSeq: 1 });
-    expect(b.position).toEqual({ spoolId: spool.id, firstSeq: 3 });
-    await Promise.all([a.durable, b.durable]);
+    await Promise.all([spool.append([row(1), row(2)]), spool.append([row(3)])]);
     expect(await contents()).toEqual([`1\t${row(1)}2\t${row(2)}3\t${row(3)}`]);
     await spool.close();
   });
 
   it('rolls over to a new segment and removes a segment once all its rows are done', async () => {
     const spool = await Spool.open({ dir, segmentBytes: row(1).length * 2 + 10, logger });
-    for (let i = 1; i <= 5; i++) await spool.append([row(i)]).durable;
+    for (let i = 1; i <= 5; i++) await spool.append([row(i)]);
     expect((await readdir(dir)).length).toBe(3);
     await spool.rowsDone(1, 2);
     expect((await readdir(dir)).length).toBe(2);
@@ -56,7 +52,7 @@ describe('Spool', () => {
 
   it('leaves no file behind when every row is done by close()', async () => {
     const spool = await Spool.open({ dir, segmentBytes: 1 << 20, logger });
-    await spool.append([row(1)]).durable;
+    await spool.append([row(1)]);
     await spool.rowsDone(1, 1);
     await spool.close();
     expect(await readdir(dir)).toEqual([]);
@@ -64,8 +60,8 @@ describe('Spool', () => {
 
   it('lists the files of earlier spools in order', async () => {
     const first = await Spool.open({ dir, segmentBytes: 1, logger });
-    await first.append([row(1)]).durable;
-    await first.append([row(2)]).durable;
+    await first.append([row(1)]);
+    await first.append([row(2)]);
     await first.close();
     const files = await Spool.leftovers(dir);
     expect(files.map((file) => [file.spoolId, file.segment])).toEqual([
