@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postNdjson } from '../helpers/gateway';
 import { startGatewayProcess } from '../helpers/process';
@@ -46,6 +49,86 @@ it('flushes every buffered row on SIGTERM and exits 0', async () => {
   expect(after[0]).toEqual({ n: rows, total: String((rows * (rows - 1)) / 2) });
   expect(gateway.output()).toContain('"lostRows":0');
 });
+
+const metric = (i: number) => ({
+  user_id: 1,
+  talked_time: i,
+  microphone_used: true,
+  speaker_used: false,
+  time_recorded: 1_700_000_000_000 + i,
+});
+
+async function count(from: number, to: number): Promise<number> {
+  const { rows } = await db.pool.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM user_metrics WHERE talked_time >= $1 AND talked_time < $2',
+    [from, to],
+  );
+  return rows[0]?.n ?? -1;
+}
+
+it('exits with 1 at SHUTDOWN_TIMEOUT_MS while a lock holds every write, keeps the spooled rows and counts the lost ones', async () => {
+  const spoolDir = await mkdtemp(path.join(os.tmpdir(), 'mg-shutdown-'));
+  const env = { DATABASE_URL: db.url, SPOOL_DIR: spoolDir, SHUTDOWN_TIMEOUT_MS: '1500', ACK_TIMEOUT_MS: '60000' };
+  const gateway = await startGatewayProcess(env);
+  const locker = await db.pool.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE user_metrics IN EXCLUSIVE MODE');
+    const spooled = Array.from({ length: 200 }, (_, i) => JSON.stringify(metric(10_000 + i))).join('\n');
+    expect(await postNdjson(`${gateway.url}/v1/metrics/bulk?wait=false`, spooled)).toMatchObject({
+      status: 202,
+      body: { accepted: 200 },
+    });
+    // wait=true rows are only in memory: their request is still waiting when SIGTERM comes.
+    const waiting = postNdjson(
+      `${gateway.url}/v1/metrics/bulk`,
+      Array.from({ length: 200 }, (_, i) => JSON.stringify(metric(20_000 + i))).join('\n'),
+    ).catch((error: unknown) => error);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+
+    const signalled = Date.now();
+    gateway.child.kill('SIGTERM');
+    expect(await gateway.exited).toBe(1);
+    // The deadline plus a second of grace for closing up, plus a margin for a busy machine.
+    expect(Date.now() - signalled).toBeLessThan(1500 + 1000 + 2500);
+    await waiting;
+    const stopped = gateway
+      .output()
+      .split('\n')
+      .find((line) => line.includes('stopped at the shutdown deadline'));
+    expect(JSON.parse(stopped as string)).toMatchObject({ flushed: false, lostRows: 200, spooledRows: 200 });
+  } finally {
+    await locker.query('COMMIT');
+    locker.release();
+  }
+  // The next start replays the spool: the 200 acknowledged rows are stored exactly once.
+  const restarted = await startGatewayProcess(env);
+  try {
+    await waitFor(async () => (await count(10_000, 10_200)) === 200);
+    expect(await count(20_000, 20_200)).toBeLessThanOrEqual(200);
+  } finally {
+    restarted.child.kill('SIGTERM');
+    expect(await restarted.exited).toBe(0);
+    await rm(spoolDir, { recursive: true, force: true });
+  }
+  expect(await count(10_000, 10_200)).toBe(200);
+});
+
+it('takes no new requests after SIGTERM', async () => {
+  const gateway = await startGatewayProcess({ DATABASE_URL: db.url, SPOOL: 'false', BATCH_MAX_WAIT_MS: '60000' });
+  const url = gateway.url;
+  gateway.child.kill('SIGTERM');
+  expect(await gateway.exited).toBe(0);
+  await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+});
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 it('stops with a message naming the variable when the configuration is bad', async () => {
   await expect(startGatewayProcess({ DATABASE_URL: db.url, BATCH_MAX_ROWS: 'lots' })).rejects.toThrow(
