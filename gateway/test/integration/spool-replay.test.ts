@@ -5,7 +5,7 @@ import { createMetricsWriter } from '../../src/db/metrics-writer';
 import { Batcher } from '../../src/ingest/batcher';
 import { encodeMetricRow } from '../../src/ingest/copy-encode';
 import { replaySpool } from '../../src/spool/replay';
-import { Spool } from '../../src/spool/spool';
+import { Spool, segmentFileName } from '../../src/spool/spool';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
@@ -85,4 +85,34 @@ it('answers 503, not 202, when the spool cannot be written', async () => {
   } finally {
     await gateway.stop();
   }
+});
+
+it('records damaged rows with a valid sequence number in rejected_metrics instead of dropping them', async () => {
+  const spoolId = '0f8fad5b-d9cb-469f-a165-70867728950e';
+  const file = path.join(dir, segmentFileName(spoolId, 1));
+  // Row 1 is whole; row 2's received_at is no timestamp, so even its rejection record is refused;
+  // row 3 holds a NUL, which neither COPY nor jsonb takes.
+  const badTime = row(2).replace('2026-01-02T00:00:00.000Z', 'not-a-time');
+  const nul = row(3).replace('\t3\t', '\t3\u0000\t');
+  await appendFile(file, `1\t${row(1)}2\t${badTime}3\t${nul}`);
+  const batcher = new Batcher({
+    batchMaxRows: 10,
+    batchMaxWaitMs: 1,
+    bufferMaxRows: 100,
+    flushConcurrency: 1,
+    writer: createMetricsWriter(db.pool),
+    logger: testLogger,
+  });
+  const before = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM rejected_metrics');
+  const result = await replaySpool(dir, db.pool, batcher, testLogger);
+  expect(result).toMatchObject({ replayed: 3, malformed: 0 });
+  const { rows } = await db.pool.query<{ raw: string | null; reason: string }>(
+    `SELECT payload->>'raw_row' AS raw, reason FROM rejected_metrics ORDER BY id OFFSET $1`,
+    [before.rows[0]?.n],
+  );
+  expect(rows).toHaveLength(2);
+  expect(rows.every((r) => r.reason.length > 0)).toBe(true);
+  expect(rows.filter((r) => r.raw?.includes('not-a-time'))).toHaveLength(1);
+  const stored = await db.pool.query('SELECT 1 FROM user_metrics WHERE talked_time = 1');
+  expect(stored.rowCount).toBeGreaterThanOrEqual(1);
 });

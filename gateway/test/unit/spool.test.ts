@@ -1,8 +1,15 @@
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { Spool, parseSegmentFileName, segmentFileName } from '../../src/spool/spool';
+import {
+  Spool,
+  SpoolFull,
+  parseSegmentFileName,
+  segmentFileName,
+  type SpoolPosition,
+  type SpoolSink,
+} from '../../src/spool/spool';
 
 const logger = pino({ level: 'silent' });
 let dir: string;
@@ -69,4 +76,98 @@ describe('Spool', () => {
       [first.id, 2],
     ]);
   });
+
+  it('refuses an append that would take it past maxBytes, writing nothing', async () => {
+    const spool = await Spool.open({ dir, segmentBytes: 1 << 20, maxBytes: 4 * row(1).length, logger });
+    await spool.append([row(1), row(2)]);
+    expect(() => spool.append([row(3), row(4), row(5)])).toThrow(SpoolFull);
+    await spool.append([row(3)]);
+    expect(await contents()).toEqual([`1\t${row(1)}2\t${row(2)}3\t${row(3)}`]);
+    await spool.close();
+  });
+
+  it('gives sequence numbers without a gap when a write fails, and leaves no torn line', async () => {
+    const spool = await Spool.open({ dir, segmentBytes: row(1).length + 10, logger });
+    await spool.append([row(1)]);
+    await rm(dir, { recursive: true, force: true }); // the next segment cannot be created
+    await expect(spool.append([row(2)])).rejects.toThrow();
+    await mkdir(dir);
+    await spool.append([row(3)]);
+    expect(await contents()).toEqual([`2\t${row(3)}`]);
+    await spool.close();
+  });
+
+  it('feeds the sink from memory while it has room, and in order from disk once it had none', async () => {
+    const sink = new FakeSink(3);
+    const spool = await Spool.open({ dir, segmentBytes: 200, logger, sink });
+    await spool.append([row(1)]);
+    expect(sink.rows).toEqual([row(1)]); // straight from memory
+    sink.room = 0;
+    for (let n = 2; n <= 12; n++) await spool.append([row(n)]);
+    expect(sink.rows).toHaveLength(1);
+    expect(spool.backlogRows).toBe(11);
+    sink.room = Infinity;
+    sink.wakeWaiters();
+    await until(() => sink.rows.length === 12);
+    expect(sink.rows).toEqual(Array.from({ length: 12 }, (_, i) => row(i + 1)));
+    expect(sink.positions.map((p) => p.firstSeq)).toEqual(sink.firstSeqs());
+    expect(sink.largestAppend).toBeLessThanOrEqual(3);
+    expect(spool.backlogRows).toBe(0);
+    await spool.rowsDone(1, 12);
+    await spool.close();
+    expect(await readdir(dir)).toEqual([]);
+  });
 });
+
+/** A buffer of `capacity` rows that records what it is given; `room` says how many more it takes. */
+class FakeSink implements SpoolSink {
+  readonly rows: string[] = [];
+  readonly positions: SpoolPosition[] = [];
+  private readonly sizes: number[] = [];
+  room = Infinity;
+  largestAppend = 0;
+  private waiters: (() => void)[] = [];
+
+  constructor(readonly capacity: number) {}
+
+  hasRoom(rows: number): boolean {
+    return rows <= this.room;
+  }
+
+  append(rows: readonly string[], { spool }: { spool: SpoolPosition }): void {
+    this.rows.push(...rows);
+    this.positions.push(spool);
+    this.sizes.push(rows.length);
+    this.largestAppend = Math.max(this.largestAppend, rows.length);
+  }
+
+  async appendWhenRoom(
+    rows: readonly string[],
+    options: { spool: SpoolPosition },
+    _t?: number,
+    cancelled?: () => boolean,
+  ) {
+    while (!this.hasRoom(rows.length)) {
+      if (cancelled?.()) return false;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    this.append(rows, options);
+    return true;
+  }
+
+  wakeWaiters(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** The first sequence number each append should have had, given the sizes of the appends before. */
+  firstSeqs(): number[] {
+    let next = 1;
+    return this.sizes.map((size) => ((next += size), next - size));
+  }
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+}
