@@ -19,3 +19,15 @@ export function classifyFailure(error: unknown): FailureKind {
 export function rejectionCode(error: unknown): 'unknown_reference' | 'validation_failed' {
   return sqlState(error) === '23503' ? 'unknown_reference' : 'validation_failed';
 }
+
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** A failure to reach PostgreSQL, as opposed to a bug or a refused statement. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && CONNECTION_ERRORS.has(code)) return true;
+  const state = sqlState(error);
+  if (state !== undefined) return state.startsWith('08') || state.startsWith('57P') || state === '53300';
+  const message = error instanceof Error ? error.message : '';
+  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
+}

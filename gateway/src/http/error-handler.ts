@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { AppError, coerceError, type ErrorCode } from '../errors';
-import { sqlState } from '../db/sqlstate';
+import { isDatabaseUnavailable } from '../db/sqlstate';
 
 /** body-parser's error types and the contract codes they mean. */
 const BODY_PARSER_ERRORS: Readonly<Record<string, ErrorCode>> = {
@@ -12,18 +12,6 @@ const BODY_PARSER_ERRORS: Readonly<Record<string, ErrorCode>> = {
   'request.aborted': 'invalid_json',
   'request.size.invalid': 'invalid_json',
 };
-
-const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
-
-/** A failure to reach PostgreSQL, as opposed to a bug or a refused statement. */
-export function isDatabaseUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && CONNECTION_ERRORS.has(code)) return true;
-  const state = sqlState(error);
-  if (state !== undefined) return state.startsWith('08') || state.startsWith('57P') || state === '53300';
-  const message = error instanceof Error ? error.message : '';
-  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
-}
 
 export function toAppError(thrown: unknown): AppError {
   if (thrown instanceof AppError) return thrown;

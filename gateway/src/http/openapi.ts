@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ERROR_CODES, type ErrorCode } from '../errors';
 import { COPY_COLUMNS } from '../ingest/copy-encode';
-import { MAX_LISTED_ERRORS } from '../ingest/intake';
+import { MAX_LISTED_ERRORS, MAX_LISTED_ERRORS_BYTES } from '../ingest/intake';
 import { metricSchema, newDeviceSchema, newUserSchema } from '../ingest/schema';
 import { PROJECT_ROOT } from '../paths';
 import { MESSAGE_MAX_CHARS, RECENT_REJECTIONS } from '../telemetry/recent-rejections';
@@ -182,20 +182,60 @@ const lineErrorSchema: JsonObject = {
     details: { type: 'array', items: ref('ErrorDetail') },
   },
 };
+const bulkResultProperties: JsonObject = {
+  accepted: {
+    type: 'integer',
+    minimum: 0,
+    description: "rows that are durable: committed (wait=true) or fsync'd in the spool (wait=false)",
+  },
+  rejected: { type: 'integer', minimum: 0, description: 'lines refused' },
+  errors: {
+    type: 'array',
+    maxItems: MAX_LISTED_ERRORS,
+    items: ref('LineError'),
+    description: `the first ${MAX_LISTED_ERRORS} refused lines (at most ${MAX_LISTED_ERRORS_BYTES} bytes of them), in line order`,
+  },
+  errors_omitted: { type: 'integer', minimum: 1, description: 'refused lines not listed in errors' },
+};
 const bulkResultSchema: JsonObject = {
   type: 'object',
   required: ['accepted', 'rejected', 'errors'],
+  properties: bulkResultProperties,
+};
+/** What an error answer adds when it stopped a bulk upload part-way. */
+const bulkProgressSchema: JsonObject = {
+  type: 'object',
+  description: 'present when the upload stopped part-way: how far it got',
   properties: {
-    accepted: { type: 'integer', minimum: 0, description: 'lines stored (or, with wait=false, buffered)' },
-    rejected: { type: 'integer', minimum: 0, description: 'lines refused' },
-    errors: {
-      type: 'array',
-      maxItems: MAX_LISTED_ERRORS,
-      items: ref('LineError'),
-      description: `the first ${MAX_LISTED_ERRORS} refused lines, in line order`,
+    ...bulkResultProperties,
+    pending: {
+      type: 'integer',
+      minimum: 0,
+      description: 'rows whose write had not finished when answered: they may still be stored',
+    },
+    resend_from_line: {
+      type: 'integer',
+      minimum: 1,
+      description: 'the first line to send again; every line before it is accepted or rejected',
     },
   },
 };
+
+/** The error responses of a bulk upload, which may also say how far it got. */
+function bulkErrors(...statuses: number[]): JsonObject {
+  const responses = errors(...statuses);
+  for (const status of [400, 408, 413, 429, 503]) {
+    const response = errorResponse(status);
+    response.content = json({
+      allOf: [
+        ((response.content as JsonObject)['application/json'] as JsonObject).schema as JsonObject,
+        ref('BulkProgress'),
+      ],
+    });
+    responses[String(status)] = response;
+  }
+  return responses;
+}
 const timestamp = { type: 'string', format: 'date-time' } as const;
 const userSchema: JsonObject = {
   type: 'object',
@@ -512,7 +552,7 @@ export function buildOpenApiDocument(): JsonObject {
               }),
             },
             '202': { description: 'every valid line buffered (wait=false)', content: json(ref('BulkResult')) },
-            ...errors(400, 408, 413, 415, ...V1),
+            ...bulkErrors(400, 408, 413, 415, ...V1),
           },
         },
       },
@@ -680,6 +720,7 @@ export function buildOpenApiDocument(): JsonObject {
         Device: deviceSchema,
         SingleResult: singleResultSchema,
         BulkResult: bulkResultSchema,
+        BulkProgress: bulkProgressSchema,
         LineError: lineErrorSchema,
         StoredMetric: storedMetricSchema,
         MetricsPage: metricsPageSchema,

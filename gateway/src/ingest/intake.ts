@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { AppError, type ErrorCode, type ErrorDetail } from '../errors';
-import { isDatabaseUnavailable } from '../http/error-handler';
+import { isDatabaseUnavailable } from '../db/sqlstate';
 import { SpoolFull, type Spool } from '../spool/spool';
 import type { Batcher } from './batcher';
 import { encodeMetricRow } from './copy-encode';
