@@ -27,8 +27,9 @@ FILE.rejects (NDJSON: {"line", "error", "details"} with the line numbers of FILE
   --key KEY           API key (default: $${KEY_ENV})
   --chunk-lines N     lines per request (default ${formatCount(DEFAULT_CHUNK_LINES)}); the gateway lists up to
                       1,000 refused lines per request
-  --retries N         retries of a request after 429, 503 or a lost connection (default ${DEFAULT_RETRIES});
-                      each waits for Retry-After (at most ${MAX_RETRY_WAIT_MS / 1000} s) or a growing backoff
+  --retries N         retries of a request after 429, 503, a partial answer or a lost connection (default
+                      ${DEFAULT_RETRIES}); each waits for Retry-After (at most ${MAX_RETRY_WAIT_MS / 1000} s) or a growing
+                      backoff; after a partial answer only the lines from its resend_from_line are sent again
   --start-line N      skip the lines before N (resume an upload that stopped); numbering is unchanged
   -h, --help          this help
 
