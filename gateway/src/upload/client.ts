@@ -20,14 +20,14 @@ export interface RejectRecord {
 
 /** What became of one chunk. */
 export interface ChunkOutcome {
-  /** Rows the gateway accepted: committed, since requests wait for their commit. */
+  /** Rows the gateway accepted: committed, since requests wait for their commit (also in a partial answer). */
   readonly accepted: number;
   /** Rows refused, as records for the .rejects file (a range record stands for several). */
   readonly rejects: readonly RejectRecord[];
   readonly rejectedRows: number;
-  /** Requests sent again after 429, 503 or a broken connection. */
+  /** Requests sent again after 429, 503, a partial answer or a broken connection. */
   readonly retries: number;
-  /** Retries after an answer or a failure that may have come after the gateway took some rows. */
+  /** Retries of rows that the gateway may already have stored, or may still commit. */
   readonly uncertainRetries: number;
   /** Set when the upload cannot go on: this file line and every one after it were not uploaded. */
   readonly failure?: { readonly fromLine: number; readonly reason: string };
@@ -44,7 +44,7 @@ export interface SendOptions {
   /** Waits between attempts; replaceable in tests. */
   readonly wait?: (ms: number) => Promise<void>;
   /** Told of each retry, for the progress line. */
-  readonly onRetry?: (status: number | string, waitMs: number) => void;
+  readonly onRetry?: (retry: Retry) => void;
   readonly requestTimeoutMs?: number;
 }
 
@@ -109,15 +109,37 @@ function reasonOf(answer: Answer): string {
   return `${answer.status} ${error}${message ? `: ${message}` : ''}`;
 }
 
-/** Where a refused upload stopped, when the answer says (a 429 or 413 part-way: the lines before were taken). */
-function stoppedAt(answer: Answer): { line: number; accepted: number } | undefined {
+const isCount = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0;
+
+/**
+ * What an answer that stopped a request part-way (400/408/413, 429, 503) says about its lines, in the
+ * request's numbering; undefined when it does not say it (an older gateway, or a refusal such as 401).
+ */
+interface PartialAnswer {
+  /** Rows of the request that are durable. */
+  readonly accepted: number;
+  /** Rows received but not durable when answered: they are at or after `resendFromLine` and may still commit. */
+  readonly pending: number;
+  /** The first line to send again; every line before it was accepted or refused. */
+  readonly resendFromLine: number;
+}
+
+function partialAnswer(answer: Answer, part: UploadChunk): PartialAnswer | undefined {
+  const body = answer.body;
+  if (body === undefined || !isCount(body.accepted) || !isCount(body.pending)) return undefined;
+  const line = body.resend_from_line;
+  // Line part.lines + 1: every line was answered for.
+  if (!Number.isSafeInteger(line) || (line as number) < 1 || (line as number) > part.lines + 1) return undefined;
+  return { accepted: body.accepted, pending: body.pending, resendFromLine: line as number };
+}
+
+/**
+ * Whether an answer without the new fields says that the gateway took rows before it stopped (an
+ * older gateway's 429 or 413 part-way, in its details): sending the chunk again may store them twice.
+ */
+function tookRowsBefore(answer: Answer): boolean {
   const details = Array.isArray(answer.body?.details) ? (answer.body.details as Record<string, unknown>[]) : [];
-  for (const detail of details) {
-    if (Number.isSafeInteger(detail.line) && Number.isSafeInteger(detail.accepted)) {
-      return { line: detail.line as number, accepted: detail.accepted as number };
-    }
-  }
-  return undefined;
+  return details.some((detail) => isCount(detail?.accepted) && detail.accepted > 0);
 }
 
 function errorDetails(value: unknown): Detail[] {
@@ -128,62 +150,106 @@ function errorDetails(value: unknown): Detail[] {
   }));
 }
 
-/** The refused lines of a 200 answer, numbered in the file; a range record for those it did not list. */
-function rejectsIn(part: UploadChunk, body: Record<string, unknown>): { records: RejectRecord[]; rows: number } {
-  const listed = Array.isArray(body.errors) ? (body.errors as Record<string, unknown>[]) : [];
+/**
+ * The refused lines that an answer lists among the request's lines 1..throughLine, numbered in the
+ * file, and a range record for the `rejected` ones it did not list (the gateway lists only so many).
+ */
+function rejectsIn(
+  part: UploadChunk,
+  answer: Answer,
+  { throughLine, rejected }: { throughLine: number; rejected: number },
+): RejectRecord[] {
+  const errors = Array.isArray(answer.body?.errors) ? (answer.body.errors as Record<string, unknown>[]) : [];
+  const listed = errors.filter((error) => Number.isSafeInteger(error?.line) && (error.line as number) <= throughLine);
   const records: RejectRecord[] = listed.map((error) => ({
-    line: part.firstLine + Number(error.line) - 1,
+    line: part.firstLine + (error.line as number) - 1,
     error: String(error.error),
     details: errorDetails(error.details),
   }));
-  const rejected = Number(body.rejected) || 0;
   const unlisted = rejected - listed.length;
   if (unlisted > 0) {
     const last = records.at(-1);
     records.push({
       line: last === undefined ? part.firstLine : last.line + 1,
-      through: part.firstLine + part.lines - 1,
+      through: part.firstLine + throughLine - 1,
       count: unlisted,
       error: 'not_listed',
       details: [
         {
           message:
-            `${unlisted} more lines in this range were refused, but not listed: the gateway lists the first ` +
-            `${listed.length} of a request (a smaller --chunk-lines lists each)`,
+            `${unlisted} more lines in this range were refused, but the ${answer.status} answer listed only ` +
+            `${listed.length} (a smaller --chunk-lines lists each)`,
         },
       ],
     });
   }
-  return { records, rows: rejected };
+  return records;
+}
+
+/** A request about to be sent again, for the progress notes. */
+export interface Retry {
+  /** The HTTP status, or the connection error's code, that is retried. */
+  readonly status: number | string;
+  readonly waitMs: number;
+  /** File lines sent again. */
+  readonly fromLine: number;
+  readonly throughLine: number;
+  /**
+   * Set when rows of those lines may already be stored (or still be committed): how many when the
+   * gateway said (`pending`), else undefined. Rows without event_id may then be stored twice.
+   */
+  readonly mayBeStored?: { readonly rows?: number };
 }
 
 /**
  * Sends one chunk to POST /v1/metrics/bulk (wait=true, so an answer means committed) and deals with
- * what comes back: refused lines are mapped to file line numbers; 429 and 503 are retried after
- * Retry-After, a failed connection after a backoff, `retries` times at most; when the gateway took
- * part of the chunk before a 429 (it says up to which line), only the rest is sent again. Anything
- * else ends the upload.
+ * what comes back: refused lines are mapped to file line numbers, once each however often they are
+ * sent; 429 and 503 are retried after Retry-After, a failed connection after a backoff, `retries`
+ * times at most. An answer that stopped part-way says which rows are durable (`accepted`) and from
+ * which line to send again (`resend_from_line`): only those lines are sent again, also after a
+ * 400/408/413 that got somewhere. Anything else ends the upload.
  */
 export async function sendChunk(chunk: UploadChunk, options: SendOptions): Promise<ChunkOutcome> {
   const wait = options.wait ?? ((ms: number) => sleep(ms));
-  const rejects: RejectRecord[] = chunk.oversized.map((line) => ({
-    line,
-    error: 'payload_too_large',
-    details: [{ message: 'the line is too long to be sent; it was skipped' }],
-  }));
-  let rejectedRows = rejects.length;
+  // By file line: a line is listed once, whichever answers name it.
+  const rejects = new Map<number, RejectRecord>();
+  const addRejects = (records: readonly RejectRecord[]): void => {
+    for (const record of records) if (!rejects.has(record.line)) rejects.set(record.line, record);
+  };
+  addRejects(
+    chunk.oversized.map((line) => ({
+      line,
+      error: 'payload_too_large',
+      details: [{ message: 'the line is too long to be sent; it was skipped' }],
+    })),
+  );
   let accepted = 0;
   let retries = 0;
   let uncertainRetries = 0;
   let part = chunk;
-  const outcome = (failure?: ChunkOutcome['failure']): ChunkOutcome => ({
-    accepted,
-    rejects: rejects.sort((a, b) => a.line - b.line),
-    rejectedRows,
-    retries,
-    uncertainRetries,
-    ...(failure === undefined ? {} : { failure }),
-  });
+  const outcome = (failure?: ChunkOutcome['failure']): ChunkOutcome => {
+    const records = [...rejects.values()].sort((a, b) => a.line - b.line);
+    return {
+      accepted,
+      rejects: records,
+      rejectedRows: records.reduce((sum, record) => sum + (record.count ?? 1), 0),
+      retries,
+      uncertainRetries,
+      ...(failure === undefined ? {} : { failure }),
+    };
+  };
+  const retry = async (status: Retry['status'], waitMs: number, mayBeStored?: Retry['mayBeStored']) => {
+    options.onRetry?.({
+      status,
+      waitMs,
+      fromLine: part.firstLine,
+      throughLine: part.firstLine + part.lines - 1,
+      ...(mayBeStored === undefined ? {} : { mayBeStored }),
+    });
+    retries += 1;
+    if (mayBeStored !== undefined) uncertainRetries += 1;
+    await wait(waitMs);
+  };
 
   for (let attempt = 1; ; attempt++) {
     if (part.rows === 0) return outcome(); // only blank or skipped lines: nothing to send
@@ -194,58 +260,45 @@ export async function sendChunk(chunk: UploadChunk, options: SendOptions): Promi
       const cause = (error as { cause?: { code?: string; message?: string } }).cause;
       const reason = `no answer from ${options.url}: ${cause?.code ?? cause?.message ?? (error as Error).message}`;
       if (attempt > options.retries) return outcome({ fromLine: part.firstLine, reason });
-      const ms = backoffMs(attempt);
-      options.onRetry?.(cause?.code ?? 'no answer', ms);
-      retries += 1;
       // Refused before a byte was sent: certainly nothing taken. Otherwise the gateway may have taken some.
-      if (cause?.code !== 'ECONNREFUSED') uncertainRetries += 1;
-      await wait(ms);
+      await retry(cause?.code ?? 'no answer', backoffMs(attempt), cause?.code === 'ECONNREFUSED' ? undefined : {});
       continue;
     }
 
     if ((answer.status === 200 || answer.status === 202) && answer.body !== undefined) {
-      const { records, rows } = rejectsIn(part, answer.body);
-      rejects.push(...records);
-      rejectedRows += rows;
+      addRejects(rejectsIn(part, answer, { throughLine: part.lines, rejected: Number(answer.body.rejected) || 0 }));
       accepted += Number(answer.body.accepted) || 0;
       return outcome();
     }
 
-    // The gateway took the lines before `line`: count them, and send only the rest again.
-    const stopped = stoppedAt(answer);
-    if (stopped !== undefined && stopped.line > 1 && stopped.line <= part.lines) {
-      const rest = chunkFrom(part, stopped.line);
-      accepted += stopped.accepted;
-      const refusedBefore = part.rows - rest.rows - stopped.accepted;
-      if (refusedBefore > 0) {
-        rejectedRows += refusedBefore;
-        rejects.push({
-          line: part.firstLine,
-          through: rest.firstLine - 1,
-          count: refusedBefore,
-          error: 'not_listed',
-          details: [
-            {
-              message: `${refusedBefore} lines in this range were refused; the ${answer.status} answer did not list them`,
-            },
-          ],
-        });
-      }
+    const partial = partialAnswer(answer, part);
+    let mayBeStored: Retry['mayBeStored'];
+    if (partial !== undefined) {
+      // Every line before resend_from_line is accepted or refused: count them, and send only the rest again.
+      const { resendFromLine } = partial;
+      const rest = resendFromLine > part.lines ? undefined : chunkFrom(part, resendFromLine);
+      const rowsBefore = part.rows - (rest?.rows ?? 0);
+      accepted += partial.accepted;
+      addRejects(rejectsIn(part, answer, { throughLine: resendFromLine - 1, rejected: rowsBefore - partial.accepted }));
+      if (rest === undefined) return outcome();
       part = rest;
+      if (partial.pending > 0) mayBeStored = { rows: partial.pending };
+    } else if (answer.status === 503 || tookRowsBefore(answer)) {
+      // A 503 may come after the rows were taken (not committed in time); a 429 is given before.
+      mayBeStored = {};
     }
 
-    if (RETRY_STATUSES.has(answer.status) && attempt <= options.retries) {
-      const ms = Math.min(
-        options.maxRetryWaitMs,
-        retryAfterMs(answer.headers.get('retry-after')) ?? backoffMs(attempt),
-      );
-      options.onRetry?.(answer.status, ms);
-      retries += 1;
-      // A 503 may come after the rows were taken (not committed in time); a 429 is given before.
-      if (answer.status === 503) uncertainRetries += 1;
-      await wait(ms);
+    // A 4xx that stopped part-way is sent again only when it got somewhere, lest the same refusal repeat.
+    const worthRetrying = RETRY_STATUSES.has(answer.status) || (partial !== undefined && partial.resendFromLine > 1);
+    if (worthRetrying && attempt <= options.retries) {
+      const retryAfter = retryAfterMs(answer.headers.get('retry-after'));
+      await retry(answer.status, Math.min(options.maxRetryWaitMs, retryAfter ?? backoffMs(attempt)), mayBeStored);
       continue;
     }
-    return outcome({ fromLine: part.firstLine, reason: reasonOf(answer) });
+    const stillPending =
+      partial !== undefined && partial.pending > 0
+        ? `; ${partial.pending} rows from this line on may still be committed: rows without event_id may be stored twice if sent again`
+        : '';
+    return outcome({ fromLine: part.firstLine, reason: `${reasonOf(answer)}${stillPending}` });
   }
 }

@@ -4,7 +4,7 @@ import { access, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { readChunks, type UploadChunk } from './chunks';
-import { bulkUrl, sendChunk, type RejectRecord } from './client';
+import { bulkUrl, sendChunk, type RejectRecord, type Retry } from './client';
 import { Progress, formatCount } from './progress';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
@@ -27,8 +27,9 @@ FILE.rejects (NDJSON: {"line", "error", "details"} with the line numbers of FILE
   --key KEY           API key (default: $${KEY_ENV})
   --chunk-lines N     lines per request (default ${formatCount(DEFAULT_CHUNK_LINES)}); the gateway lists up to
                       1,000 refused lines per request
-  --retries N         retries of a request after 429, 503 or a lost connection (default ${DEFAULT_RETRIES});
-                      each waits for Retry-After (at most ${MAX_RETRY_WAIT_MS / 1000} s) or a growing backoff
+  --retries N         retries of a request after 429, 503, a partial answer or a lost connection (default
+                      ${DEFAULT_RETRIES}); each waits for Retry-After (at most ${MAX_RETRY_WAIT_MS / 1000} s) or a growing
+                      backoff; after a partial answer only the lines from its resend_from_line are sent again
   --start-line N      skip the lines before N (resume an upload that stopped); numbering is unchanged
   -h, --help          this help
 
@@ -171,6 +172,21 @@ class RejectsFile {
   }
 }
 
+/** The progress note for a request sent again. */
+export function retryNote({ status, waitMs, fromLine, throughLine, mayBeStored }: Retry): string {
+  const lines =
+    fromLine === throughLine
+      ? `line ${formatCount(fromLine)}`
+      : `lines ${formatCount(fromLine)}-${formatCount(throughLine)}`;
+  const note = `  ${status}: retrying ${lines} in ${(waitMs / 1000).toFixed(1)} s`;
+  if (mayBeStored === undefined) return note;
+  const which =
+    mayBeStored.rows === undefined
+      ? 'the gateway may have taken some of these rows'
+      : `${formatCount(mayBeStored.rows)} of these rows may still be committed by the earlier request`;
+  return `${note}; ${which}: rows without event_id may be stored twice`;
+}
+
 export function formatSummary(options: UploadOptions, summary: UploadSummary): string {
   const name = path.basename(options.file);
   const rate = summary.seconds > 0 ? summary.rows / summary.seconds : 0;
@@ -189,7 +205,7 @@ export function formatSummary(options: UploadOptions, summary: UploadSummary): s
   ];
   if (summary.retries > 0) {
     lines.push(
-      `  retried   ${count(summary.retries)}  requests, after 429, 503 or a lost connection` +
+      `  retried   ${count(summary.retries)}  requests, after 429, 503, a partial answer or a lost connection` +
         (summary.uncertainRetries > 0
           ? `; ${summary.uncertainRetries} of them after the gateway may have taken rows: rows without event_id may be stored twice`
           : ''),
@@ -259,7 +275,7 @@ export async function runUpload(
         retries: options.retries,
         maxRetryWaitMs: options.maxRetryWaitMs,
         wait: io.wait,
-        onRetry: (status, ms) => progress.note(`  ${status}: retrying in ${(ms / 1000).toFixed(1)} s`),
+        onRetry: (retry) => progress.note(retryNote(retry)),
       });
       requests += (chunk.rows > 0 ? 1 : 0) + outcome.retries;
       retries += outcome.retries;

@@ -1,21 +1,22 @@
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gzipSync } from 'node:zlib';
 import { createApiKey } from '../../src/auth/api-keys';
 import type { Gateway } from '../../src/gateway';
 import { PROJECT_ROOT } from '../../src/paths';
-import { parseUploadArgs, runUpload, type UploadIo } from '../../src/upload/command';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { startTestGateway } from '../helpers/gateway';
+import { startGatewayProcess, type GatewayProcess } from '../helpers/process';
+import { metricLine, uploadCapturing } from '../helpers/upload';
 
-// `npm run upload`: a gzip file with bad lines through a real gateway, in chunks whose boundaries
-// fall next to the bad lines, checked against the summary, FILE.rejects and the table; then the
-// retries against a stub server that answers 503 and 429 first.
+// `npm run upload` against real gateways: a gzip file with bad lines, in chunks whose boundaries fall
+// next to the bad lines, checked against the summary, FILE.rejects and the table; the built command;
+// and a gateway killed after a 429 part-way, whose untaken rows must be sent again. What the command
+// does with each kind of answer (partial ones, older gateways, retries): test/unit/upload.test.ts.
 
 const UPLOAD_CLI = path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'cli', 'upload.js');
 const DEVICE = 'upload-test-device';
@@ -25,34 +26,7 @@ let gateway: Gateway;
 let dir: string;
 
 /** A valid metric whose talked_time is its line number in the file, so that stored rows name their lines. */
-const good = (line: number) =>
-  JSON.stringify({
-    user_id: 1,
-    device_id: line % 2 === 0 ? DEVICE : null,
-    talked_time: line,
-    microphone_used: true,
-    speaker_used: line % 3 === 0,
-    time_recorded: 1_700_000_000_000 + line,
-  });
-
-/** Runs the command in this process, capturing what it prints; waits between retries are recorded, not slept. */
-async function upload(argv: string[], env: Record<string, string> = {}) {
-  let out = '';
-  let err = '';
-  const waits: number[] = [];
-  const io: UploadIo = {
-    out: (text) => (out += text),
-    err: (text) => (err += text),
-    errIsTty: false,
-    wait: async (ms) => {
-      waits.push(ms);
-    },
-  };
-  const options = parseUploadArgs(argv, env);
-  if (options === undefined) throw new Error('no options');
-  const { exitCode, summary } = await runUpload(options, io);
-  return { exitCode, summary, out, err, waits };
-}
+const good = (line: number) => metricLine(line, line % 2 === 0 ? DEVICE : null);
 
 /** Runs the built command (dist/, as `npm run upload` does) and resolves with its exit code and output. */
 function runCli(args: string[], env: Record<string, string> = {}) {
@@ -109,7 +83,7 @@ describe('against a real gateway', () => {
     await writeFile(file, gzipSync(lines.join('\n')));
     await writeFile(`${file}.rejects`, 'left by an earlier upload\n');
 
-    const result = await upload([file, '--url', gateway.url, '--chunk-lines', '1000']);
+    const result = await uploadCapturing([file, '--url', gateway.url, '--chunk-lines', '1000']);
 
     const stored = LINES - Object.keys(bad).length - blank.size;
     expect(result.exitCode).toBe(1);
@@ -193,139 +167,80 @@ describe('against a real gateway', () => {
   });
 });
 
-// ---- Against a stub that answers what a busy or restarting gateway would ----
+describe('a gateway killed after answering 429 part-way (issue 8)', () => {
+  const running: GatewayProcess[] = [];
+  const spoolDirs: string[] = [];
 
-interface StubRequest {
-  readonly at: number;
-  readonly body: string;
-}
+  async function startProcess(env: Record<string, string>): Promise<GatewayProcess> {
+    const spoolDir = await mkdtemp(path.join(os.tmpdir(), 'mg-upload-spool-'));
+    spoolDirs.push(spoolDir);
+    const started = await startGatewayProcess({ DATABASE_URL: db.url, SPOOL_DIR: spoolDir, LOG_LEVEL: 'warn', ...env });
+    running.push(started);
+    return started;
+  }
 
-type StubAnswer = { status: number; headers?: Record<string, string>; body: unknown };
+  afterEach(async () => {
+    for (const started of running.splice(0)) {
+      if (started.child.exitCode === null && started.child.signalCode === null) started.child.kill('SIGKILL');
+      await started.exited;
+    }
+    for (const spoolDir of spoolDirs.splice(0)) await rm(spoolDir, { recursive: true, force: true });
+  });
 
-/** An HTTP server on a loopback port that answers each request with the next of `answers` (the last one repeats). */
-async function startStub(answers: StubAnswer[]) {
-  const requests: StubRequest[] = [];
-  const server: Server = createServer((req: IncomingMessage, res) => {
-    const parts: Buffer[] = [];
-    req.on('data', (part: Buffer) => parts.push(part));
-    req.on('end', () => {
-      const raw = Buffer.concat(parts);
-      const body = req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw).toString() : raw.toString();
-      requests.push({ at: Date.now(), body });
-      const answer = answers[Math.min(requests.length - 1, answers.length - 1)] as StubAnswer;
-      res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
-      res.end(JSON.stringify(answer.body));
+  it('sends again every line whose rows were not durable, so that none is lost, and says they may be stored twice', async () => {
+    const LINES = 3000;
+    const FIRST = 100_000; // talked_time of line 1: apart from the other tests' rows
+    const file = path.join(dir, 'killed.ndjson');
+    // With event_ids, what the first gateway may have stored cannot be stored twice: the table shows loss only.
+    const text = Array.from({ length: LINES }, (_, i) => {
+      const metric = JSON.parse(metricLine(FIRST + i)) as Record<string, unknown>;
+      return `${JSON.stringify({ ...metric, event_id: randomUUID() })}\n`;
+    }).join('');
+    await writeFile(file, text);
+
+    // Writes to user_metrics wait for this lock, so the rows the gateway takes stay in its memory until
+    // its buffer is full and the upload is answered 429 part-way.
+    const first = await startProcess({
+      BUFFER_MAX_ROWS: '200',
+      BATCH_MAX_ROWS: '100',
+      BULK_BACKPRESSURE_TIMEOUT_MS: '300',
     });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, requests, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
-}
-
-const overloaded = (retryAfter: string, details: unknown[] = []): StubAnswer => ({
-  status: 429,
-  headers: { 'retry-after': retryAfter },
-  body: { error: 'overloaded', message: 'the buffer is full; retry later', details },
-});
-const unavailable = (retryAfter: string): StubAnswer => ({
-  status: 503,
-  headers: { 'retry-after': retryAfter },
-  body: { error: 'unavailable', message: 'the database is unavailable; retry later', details: [] },
-});
-const ok = (accepted: number, errors: unknown[] = []): StubAnswer => ({
-  status: 200,
-  body: { accepted, rejected: errors.length, errors },
-});
-
-describe('retries, against a stub gateway', () => {
-  let file: string;
-
-  beforeAll(async () => {
-    file = path.join(dir, 'five.ndjson');
-    await writeFile(file, `${[1, 2, 3, 4, 5].map(good).join('\n')}\n`);
-  });
-
-  it('waits as Retry-After says after 503 and 429, then sends the chunk again', async () => {
-    const stub = await startStub([unavailable('2'), overloaded('1'), ok(5)]);
+    const lock = await db.pool.connect();
+    let locked = true;
+    const unlock = async (): Promise<void> => {
+      if (!locked) return;
+      locked = false;
+      await lock.query('COMMIT');
+      lock.release();
+    };
+    await lock.query('BEGIN');
+    await lock.query('LOCK TABLE user_metrics IN EXCLUSIVE MODE');
     try {
-      const result = await upload([file, '--url', stub.url]);
-      expect(result.waits).toEqual([2000, 1000]);
-      expect(stub.requests.map((r) => r.body)).toEqual(Array(3).fill(stub.requests[0]?.body));
-      expect(result.exitCode).toBe(0);
-      expect(result.summary).toMatchObject({ accepted: 5, rejected: 0, requests: 3, retries: 2, uncertainRetries: 1 });
-      expect(result.err).toContain('503: retrying in 2.0 s');
-      expect(result.err).toContain('429: retrying in 1.0 s');
-      expect(result.out).toMatch(/retried {3}2 {2}requests.*1 of them after the gateway may have taken rows/);
-    } finally {
-      await stub.close();
-    }
-  });
-
-  it('really waits: the built command sends again only after Retry-After', async () => {
-    const stub = await startStub([unavailable('1'), ok(5)]);
-    try {
-      const { code } = await runCli([file, '--url', stub.url]);
-      expect(code).toBe(0);
-      expect(stub.requests).toHaveLength(2);
-      const [first, second] = stub.requests as [StubRequest, StubRequest];
-      expect(second.at - first.at).toBeGreaterThanOrEqual(950);
-    } finally {
-      await stub.close();
-    }
-  });
-
-  it('gives up after --retries, and says which lines were not uploaded', async () => {
-    const stub = await startStub([unavailable('1')]);
-    try {
-      const result = await upload([file, '--url', stub.url, '--retries', '2']);
-      expect(stub.requests).toHaveLength(3);
-      expect(result.exitCode).toBe(1);
-      expect(result.summary.notUploaded).toEqual({
-        fromLine: 1,
-        reason: '503 unavailable: the database is unavailable; retry later',
-      });
-      expect(result.out).toContain('NOT UPLOADED: line 1 and every one after it');
-    } finally {
-      await stub.close();
-    }
-  });
-
-  it('after a 429 part-way, sends again only the lines the gateway did not take, and numbers them in the file', async () => {
-    const stub = await startStub([
-      overloaded('0', [{ path: '', message: 'not taken', line: 4, accepted: 2 }]),
-      ok(1, [{ line: 2, error: 'validation_failed', details: [{ path: '/talked_time', message: 'must be >= 0' }] }]),
-    ]);
-    try {
-      const result = await upload([file, '--url', stub.url]);
-      expect(stub.requests[1]?.body).toBe(`${good(4)}\n${good(5)}\n`);
-      expect(result.summary).toMatchObject({ accepted: 3, rejected: 2, retries: 1, uncertainRetries: 0 });
-      const rejects = (await readFile(`${file}.rejects`, 'utf8'))
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l));
-      expect(rejects).toEqual([
-        {
-          line: 1,
-          through: 3,
-          count: 1,
-          error: 'not_listed',
-          details: [expect.objectContaining({ message: expect.stringMatching(/429/) })],
+      const { port } = new URL(first.url);
+      const result = await uploadCapturing([file, '--url', first.url], {
+        onWait: async () => {
+          if (running.length > 1) return;
+          // A crash: what the gateway held in memory is gone. Another one takes its place.
+          first.child.kill('SIGKILL');
+          await first.exited;
+          await unlock();
+          await startProcess({ PORT: port });
         },
-        { line: 5, error: 'validation_failed', details: [{ path: '/talked_time', message: 'must be >= 0' }] },
-      ]);
-    } finally {
-      await stub.close();
-    }
-  });
+      });
 
-  it('retries a gateway that is not listening, then gives up', async () => {
-    const stub = await startStub([ok(5)]);
-    const { url } = stub;
-    await stub.close(); // nothing listens on that port now
-    const result = await upload([file, '--url', url, '--retries', '3']);
-    expect(result.waits).toHaveLength(3);
-    expect(result.exitCode).toBe(1);
-    expect(result.summary.notUploaded?.reason).toMatch(/no answer from .*ECONNREFUSED/);
-    expect(result.summary.uncertainRetries).toBe(0);
-  });
+      const { rows } = await db.pool.query<{ rows: number; lines: number }>(
+        'SELECT count(*)::int AS rows, count(DISTINCT talked_time)::int AS lines FROM user_metrics WHERE talked_time >= $1',
+        [FIRST],
+      );
+      expect(rows[0]).toEqual({ rows: LINES, lines: LINES });
+      expect(result.err).toMatch(
+        /^ {2}429: retrying lines 1-3,000 in [\d.]+ s; (the gateway may have taken some of these rows|[\d,]+ of these rows may still be committed by the earlier request): rows without event_id may be stored twice$/m,
+      );
+      expect(result.summary).toMatchObject({ accepted: LINES, rejected: 0, retries: 1, uncertainRetries: 1 });
+      expect(result.summary.notUploaded).toBeUndefined();
+      expect(result.exitCode).toBe(0);
+    } finally {
+      await unlock();
+    }
+  }, 90_000);
 });
