@@ -101,6 +101,20 @@ export interface SummaryRequest {
   readonly to?: string;
 }
 
+// Sums and averages run in numeric, which cannot overflow, and come back as float8, which can: a
+// numeric past the double range has no float8 (PostgreSQL raises "out of range", also for a value
+// that would round to 0), so it saturates at the largest double and tiny ones read as 0. With the
+// ranges refused at the door (and checked by migration 0006) only rows stored before them get there.
+const FLOAT8_MAX = '1.7976931348623157e308';
+const FLOAT8_HALF_SMALLEST = '2.5e-324';
+
+/** A numeric expression as float8, saturating instead of failing; NULL stays NULL. */
+function saturatingFloat8(expression: string): string {
+  return `CASE WHEN abs(${expression}) >= ${FLOAT8_MAX} THEN sign(${expression})::float8 * ${FLOAT8_MAX}::float8
+               WHEN abs(${expression}) < ${FLOAT8_HALF_SMALLEST} THEN 0::float8
+               ELSE ${expression}::float8 END`;
+}
+
 /** Aggregates of the user's rows in [from, to); undefined if the user does not exist. */
 export async function summarizeMetrics(db: Queryable, request: SummaryRequest): Promise<MetricsSummary | undefined> {
   const values: unknown[] = [request.userId];
@@ -108,14 +122,18 @@ export async function summarizeMetrics(db: Queryable, request: SummaryRequest): 
   if (request.from !== undefined) where.push(`time_recorded >= $${values.push(request.from)}::timestamptz`);
   if (request.to !== undefined) where.push(`time_recorded < $${values.push(request.to)}::timestamptz`);
   const { rows } = await db.query<SummaryRow>(
-    `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS user_exists,
-            count(*) AS count,
-            coalesce(sum(talked_time), 0) AS total_talked_time,
-            avg(voice_sentiment) AS average_voice_sentiment,
-            (count(*) FILTER (WHERE microphone_used))::float8 / nullif(count(*), 0) AS microphone_share,
-            (count(*) FILTER (WHERE speaker_used))::float8 / nullif(count(*), 0) AS speaker_share
-       FROM user_metrics
-      WHERE ${where.join(' AND ')}`,
+    `SELECT user_exists, count,
+            ${saturatingFloat8('total_talked_time')} AS total_talked_time,
+            ${saturatingFloat8('average_voice_sentiment')} AS average_voice_sentiment,
+            microphone_share, speaker_share
+       FROM (SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS user_exists,
+                    count(*) AS count,
+                    coalesce(sum(talked_time::numeric), 0) AS total_talked_time,
+                    avg(voice_sentiment::numeric) AS average_voice_sentiment,
+                    (count(*) FILTER (WHERE microphone_used))::float8 / nullif(count(*), 0) AS microphone_share,
+                    (count(*) FILTER (WHERE speaker_used))::float8 / nullif(count(*), 0) AS speaker_share
+               FROM user_metrics
+              WHERE ${where.join(' AND ')}) AS aggregates`,
     values,
   );
   const row = rows[0];

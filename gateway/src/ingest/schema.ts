@@ -27,6 +27,17 @@ export interface NewDevice {
 
 const INT4_MAX = 2_147_483_647;
 
+/** A recording is at most one day long: `talked_time` is seconds in [0, TALKED_TIME_MAX_SECONDS]. */
+export const TALKED_TIME_MAX_SECONDS = 86_400;
+/** A voice sentiment is a score from -1 (negative) to 1 (positive). */
+export const VOICE_SENTIMENT_MIN = -1;
+export const VOICE_SENTIMENT_MAX = 1;
+
+/** At most this many details for one metric (or user or device body); the last then says how many more there were. */
+export const MAX_DETAILS_PER_METRIC = 10;
+/** A detail's path and message are cut to this many characters: unknown field names come from the client. */
+export const MAX_DETAIL_TEXT_CHARS = 200;
+
 // PostgreSQL text cannot hold NUL, and an unpaired UTF-16 surrogate cannot be encoded as UTF-8:
 // both would fail a whole COPY batch or silently change the value, so they are refused here.
 const storableText = { 'x-storable-text': true } as const;
@@ -48,10 +59,20 @@ export const metricSchema = {
       ...storableText,
       description: 'an existing device, when present',
     },
-    talked_time: { type: 'number', minimum: 0, description: 'seconds of recording' },
+    talked_time: {
+      type: 'number',
+      minimum: 0,
+      maximum: TALKED_TIME_MAX_SECONDS,
+      description: 'seconds of recording, at most one day',
+    },
     microphone_used: { type: 'boolean' },
     speaker_used: { type: 'boolean' },
-    voice_sentiment: { type: ['number', 'null'] },
+    voice_sentiment: {
+      type: ['number', 'null'],
+      minimum: VOICE_SENTIMENT_MIN,
+      maximum: VOICE_SENTIMENT_MAX,
+      description: 'a score from -1 (negative) to 1 (positive)',
+    },
     time_recorded: {
       type: ['string', 'integer'],
       format: 'rfc3339-instant',
@@ -133,8 +154,41 @@ function describe(error: ErrorObject): ErrorDetail {
   }
 }
 
+/** `text` cut to at most `max` characters, the last of them an ellipsis when it was cut. */
+export function boundedText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  if (max < 1) return '';
+  let end = max - 1;
+  // Never keep half of a surrogate pair: it could not be encoded as UTF-8.
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${text.slice(0, end)}…`;
+}
+
+/** ajv's errors as details, those about known fields first: an unknown key is the least useful to read. */
+function describeAll(errors: readonly ErrorObject[] | null | undefined): ErrorDetail[] {
+  const all = errors ?? [];
+  const isUnknownField = (error: ErrorObject): boolean => error.keyword === 'additionalProperties';
+  return [...all.filter((error) => !isUnknownField(error)), ...all.filter(isUnknownField)].map(describe);
+}
+
+/**
+ * At most MAX_DETAILS_PER_METRIC details, each with bounded text: ajv's allErrors reports every unknown
+ * key, so one 64 KiB line could otherwise fill an answer with thousands of them.
+ */
+function boundedDetails(problems: readonly ErrorDetail[]): ErrorDetail[] {
+  const kept = problems.length <= MAX_DETAILS_PER_METRIC ? problems : problems.slice(0, MAX_DETAILS_PER_METRIC - 1);
+  const bounded = kept.map(({ path, message }) => ({
+    path: boundedText(path, MAX_DETAIL_TEXT_CHARS),
+    message: boundedText(message, MAX_DETAIL_TEXT_CHARS),
+  }));
+  const leftOut = problems.length - kept.length;
+  if (leftOut > 0) bounded.push({ path: '', message: `and ${leftOut} more problems, not listed` });
+  return bounded;
+}
+
 function details(errors: readonly ErrorObject[] | null | undefined): ErrorDetail[] {
-  return (errors ?? []).map(describe);
+  return boundedDetails(describeAll(errors));
 }
 
 export type MetricCheck =
@@ -144,7 +198,7 @@ export type MetricCheck =
 /** Validates one parsed metric; on success also gives `time_recorded` as PostgreSQL will receive it. */
 export function checkMetric(value: unknown, nowMs: number): MetricCheck {
   if (!compiledMetric(value)) {
-    const problems = details(compiledMetric.errors);
+    const problems = describeAll(compiledMetric.errors);
     // The schema checks only the shape of time_recorded; name an impossible date among the other errors too.
     const time = (value as { time_recorded?: unknown } | null)?.time_recorded;
     if (
@@ -152,9 +206,9 @@ export function checkMetric(value: unknown, nowMs: number): MetricCheck {
       !problems.some((p) => p.path === '/time_recorded')
     ) {
       const check = checkTimeRecorded(time as string | number, nowMs);
-      if (!check.ok) problems.push({ path: '/time_recorded', message: check.message });
+      if (!check.ok) problems.unshift({ path: '/time_recorded', message: check.message });
     }
-    return { ok: false, details: problems };
+    return { ok: false, details: boundedDetails(problems) };
   }
   const time = checkTimeRecorded(value.time_recorded, nowMs);
   if (!time.ok) return { ok: false, details: [{ path: '/time_recorded', message: time.message }] };

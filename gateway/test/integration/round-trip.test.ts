@@ -44,12 +44,12 @@ const ODD_DEVICE_IDS: readonly (readonly [string, string])[] = [
 const NUMBER_CASES: readonly (readonly [string, string, string])[] = [
   ['zero', '0', '0'],
   ['the smallest subnormal', '5e-324', '-5e-324'],
-  ['the largest double', '1.7976931348623157e308', '-1.7976931348623157e308'],
+  ['the ends of the ranges', '86400', '-1'],
   ['0.1 + 0.2', '0.30000000000000004', '-0.30000000000000004'],
   ['minus zero', '-0', '-0'],
   ['negative sentiment', '1', '-0.75'],
   ['exponent forms', '1E2', '-1e-7'],
-  ['an integer beyond 2^53', '123456789012345678901234567890', '9007199254740993'],
+  ['more digits than a double holds', '12345.678901234567890123', '-0.12345678901234567890123'],
   ['null sentiment', '42.125', 'null'],
 ];
 
@@ -290,7 +290,7 @@ describe('numbers round-trip exactly', () => {
       'SELECT talked_time::text AS talked FROM user_metrics WHERE user_id BETWEEN $1 AND $2 ORDER BY user_id',
       [firstUser, firstUser + 3],
     );
-    expect(rows.map((row) => row.talked)).toEqual(['0', '5e-324', '1.7976931348623157e+308', '0.30000000000000004']);
+    expect(rows.map((row) => row.talked)).toEqual(['0', '5e-324', '86400', '0.30000000000000004']);
   });
 
   it('sends an omitted voice_sentiment as NULL', async () => {

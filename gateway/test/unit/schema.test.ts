@@ -1,4 +1,12 @@
-import { checkMetric, checkNewDevice, checkNewUser } from '../../src/ingest/schema';
+import {
+  MAX_DETAIL_TEXT_CHARS,
+  MAX_DETAILS_PER_METRIC,
+  TALKED_TIME_MAX_SECONDS,
+  boundedText,
+  checkMetric,
+  checkNewDevice,
+  checkNewUser,
+} from '../../src/ingest/schema';
 
 const NOW = Date.parse('2026-06-01T12:00:00Z');
 const valid = {
@@ -37,6 +45,11 @@ describe('checkMetric', () => {
     ['user_id', 1.5],
     ['user_id', '1'],
     ['talked_time', -0.001],
+    ['talked_time', 86_400.001],
+    ['talked_time', 1.7e308],
+    ['voice_sentiment', 1.0001],
+    ['voice_sentiment', -1.5],
+    ['voice_sentiment', 1e200],
     ['talked_time', '3'],
     ['microphone_used', 'true'],
     ['speaker_used', 1],
@@ -68,6 +81,26 @@ describe('checkMetric', () => {
     expect(pathsOf({ ...valid, [field]: value })).toEqual([`/${field}`]);
   });
 
+  it('accepts the ends of the ranges: a recording of up to a day, a sentiment from -1 to 1', () => {
+    for (const [talked_time, voice_sentiment] of [
+      [0, -1],
+      [TALKED_TIME_MAX_SECONDS, 1],
+      [5e-324, -0],
+    ]) {
+      expect(checkMetric({ ...valid, talked_time, voice_sentiment }, NOW).ok).toBe(true);
+    }
+  });
+
+  it('says which bound a value is past', () => {
+    expect(checkMetric({ ...valid, talked_time: 1e6, voice_sentiment: -2 }, NOW)).toEqual({
+      ok: false,
+      details: [
+        { path: '/talked_time', message: 'must be <= 86400' },
+        { path: '/voice_sentiment', message: 'must be >= -1' },
+      ],
+    });
+  });
+
   it('refuses numbers that JSON.parse turns into Infinity', () => {
     const parsed = JSON.parse('{"talked_time": 1e400, "voice_sentiment": -1e400}') as object;
     expect(pathsOf({ ...valid, ...parsed })).toEqual(['/talked_time', '/voice_sentiment']);
@@ -89,6 +122,39 @@ describe('checkMetric', () => {
     expect(pathsOf([valid])).toEqual(['']);
   });
 
+  it('bounds the details of a 64 KiB line of distinct unknown keys, keeping the known fields first', () => {
+    const keys: string[] = [];
+    for (let i = 0, length = 0; length < 64 * 1024; i++) {
+      const entry = `"k${i.toString(36)}":0`;
+      keys.push(entry);
+      length += entry.length + 1;
+    }
+    const line = `{"talked_time":-1,${keys.join(',')}}`;
+    expect(line.length).toBeGreaterThan(64 * 1024);
+    const check = checkMetric(JSON.parse(line), NOW);
+    if (check.ok) throw new Error('accepted');
+    expect(check.details).toHaveLength(MAX_DETAILS_PER_METRIC);
+    // The missing required fields and the negative talked_time come before the unknown keys.
+    expect(
+      check.details
+        .slice(0, 5)
+        .map((detail) => detail.path)
+        .sort(),
+    ).toEqual(['/microphone_used', '/speaker_used', '/talked_time', '/time_recorded', '/user_id']);
+    const unlisted = keys.length + 5 - (MAX_DETAILS_PER_METRIC - 1);
+    expect(check.details.at(-1)).toEqual({ path: '', message: `and ${unlisted} more problems, not listed` });
+    expect(JSON.stringify(check.details).length).toBeLessThan(2000);
+  });
+
+  it('cuts a 60 KB unknown key name in its path', () => {
+    const name = 'k'.repeat(60_000);
+    const check = checkMetric({ ...valid, [name]: 1 }, NOW);
+    expect(check).toEqual({
+      ok: false,
+      details: [{ path: `/${'k'.repeat(MAX_DETAIL_TEXT_CHARS - 2)}…`, message: 'is not a known field' }],
+    });
+  });
+
   it('accepts offsets, fractions, lower-case separators and leap days, and normalizes for PostgreSQL', () => {
     const times: [string | number, string][] = [
       ['2024-02-29T23:59:59.123456+05:30', '2024-02-29T23:59:59.123456+05:30'],
@@ -104,7 +170,31 @@ describe('checkMetric', () => {
   });
 });
 
+describe('boundedText', () => {
+  it('keeps text up to the bound and cuts longer text to it, ending in an ellipsis', () => {
+    expect(boundedText('', 5)).toBe('');
+    expect(boundedText('abcde', 5)).toBe('abcde');
+    expect(boundedText('abcdef', 5)).toBe('abcd…');
+    expect(boundedText('abcdef', 1)).toBe('…');
+    expect(boundedText('abcdef', 0)).toBe('');
+  });
+
+  it('never cuts a surrogate pair in two', () => {
+    const cut = boundedText('abc😀def', 5);
+    expect(cut).toBe('abc…');
+    expect(cut.isWellFormed()).toBe(true);
+    expect(boundedText('abcd😀ef', 5)).toBe('abcd…');
+  });
+});
+
 describe('checkNewUser and checkNewDevice', () => {
+  it('bound their details too', () => {
+    const body = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`extra${i}`, i]));
+    const check = checkNewUser({ name: 'Ada', ...body });
+    expect(check.ok).toBe(false);
+    if (!check.ok) expect(check.details).toHaveLength(MAX_DETAILS_PER_METRIC);
+  });
+
   it('accept valid bodies', () => {
     expect(checkNewUser({ name: 'Ada Lovelace', age: 36 }).ok).toBe(true);
     expect(checkNewUser({ name: 'Ada', age: null }).ok).toBe(true);
