@@ -6,14 +6,12 @@ import type { Batcher } from './batcher';
 import { encodeMetricRow } from './copy-encode';
 import { NdjsonLineSplitter, type BadLineReason, type LineSink } from './ndjson';
 import type { MissingReferences, ReferenceCache } from './references';
-import { checkMetric, type Metric } from './schema';
+import { MAX_DETAIL_TEXT_CHARS, boundedText, checkMetric, type Metric } from './schema';
 import { IngestTicket } from './ticket';
 
 export const MAX_LISTED_ERRORS = 1000;
 /** The refused lines an answer lists take at most about this many bytes of JSON. */
 export const MAX_LISTED_ERRORS_BYTES = 256 * 1024;
-/** A message quoting what the client sent is cut to this many characters. */
-const MAX_MESSAGE_CHARS = 200;
 
 /** Which endpoint rows came in through, for metrics. */
 export type IntakeEndpoint = 'single' | 'bulk';
@@ -106,13 +104,12 @@ function referenceDetails(metric: Metric, missing: MissingReferences): ErrorDeta
   if (missing.users.has(metric.user_id))
     details.push({ path: '/user_id', message: `no user with id ${metric.user_id}` });
   if (metric.device_id != null && missing.devices.has(metric.device_id)) {
-    details.push({ path: '/device_id', message: `no device with id ${shortText(JSON.stringify(metric.device_id))}` });
+    details.push({
+      path: '/device_id',
+      message: `no device with id ${boundedText(JSON.stringify(metric.device_id), MAX_DETAIL_TEXT_CHARS)}`,
+    });
   }
   return details;
-}
-
-function shortText(text: string): string {
-  return text.length <= MAX_MESSAGE_CHARS ? text : `${text.slice(0, MAX_MESSAGE_CHARS - 1)}…`;
 }
 
 const BAD_LINE_DETAILS: Record<BadLineReason, { error: ErrorCode; message: string }> = {
@@ -267,7 +264,9 @@ class BulkUpload implements LineSink {
     try {
       value = JSON.parse(text);
     } catch (error) {
-      this.refuse(number, 'invalid_json', [{ path: '', message: shortText((error as Error).message) }]);
+      this.refuse(number, 'invalid_json', [
+        { path: '', message: boundedText((error as Error).message, MAX_DETAIL_TEXT_CHARS) },
+      ]);
       return;
     }
     const check = checkMetric(value, this.now);

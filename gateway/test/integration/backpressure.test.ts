@@ -138,7 +138,7 @@ it('wait=false bulk: taken into the spool while writes are blocked, memory withi
   await waitFor(async () => (await count()) === before + lines);
 });
 
-/** Lines of one test, told apart by talked_time = offset + line. */
+/** Lines of one test, told apart by talked_time = offset + line (offsets above the 10,000 of the other tests). */
 async function storedLines(offset: number, lines: number): Promise<number[]> {
   const { rows } = await db.pool.query<{ t: number }>(
     'SELECT talked_time AS t FROM user_metrics WHERE talked_time > $1 AND talked_time <= $2 ORDER BY 1',
@@ -175,7 +175,7 @@ it('bulk wait=true: 429 after BULK_BACKPRESSURE_TIMEOUT_MS says what is stored a
     ACK_TIMEOUT_MS: '1000',
     BULK_BACKPRESSURE_TIMEOUT_MS: '300',
   });
-  const offset = 1_000_000;
+  const offset = 11_000;
   const lines = 5000;
   try {
     const release = await blockWrites();
@@ -201,7 +201,7 @@ it('bulk wait=true: 429 after BULK_BACKPRESSURE_TIMEOUT_MS says what is stored a
 });
 
 it('bulk wait=true: 503 when nothing commits within ACK_TIMEOUT_MS says how many rows are pending', async () => {
-  const offset = 2_000_000;
+  const offset = 17_000;
   const lines = 600;
   const release = await blockWrites();
   let response;
@@ -220,7 +220,7 @@ it('bulk wait=true: 503 when nothing commits within ACK_TIMEOUT_MS says how many
 });
 
 it('bulk wait=true: a body that breaks off answers with exactly the rows stored before it', async () => {
-  const offset = 3_000_000;
+  const offset = 18_000;
   const lines = 2000;
   const good = gzipSync(Buffer.from(`${numberedBody(offset, lines)}\n`));
   // A second gzip member that is damaged: the first decodes whole, then the stream fails.
@@ -244,7 +244,7 @@ it('wait=false: 429 once the spool is full (SPOOL_MAX_BYTES), with exactly the s
     SPOOL_MAX_BYTES: String(256 * 1024),
     SPOOL_SEGMENT_BYTES: String(64 * 1024),
   });
-  const offset = 4_000_000;
+  const offset = 21_000;
   const lines = 20_000;
   try {
     const release = await blockWrites();
