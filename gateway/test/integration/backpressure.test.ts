@@ -89,7 +89,7 @@ it('wait=false: a full buffer spills to the spool, with no 429, memory within th
   }
   expect(most).toBeLessThanOrEqual(BUFFER);
   await waitFor(async () => (await count()) === before + rows);
-});
+}, 90_000);
 
 it('wait=false without a spool (SPOOL=false): single POSTs get 429 with Retry-After while the buffer is full', async () => {
   const unspooled = await startTestGateway(db, {
@@ -117,7 +117,7 @@ it('wait=false without a spool (SPOOL=false): single POSTs get 429 with Retry-Af
   } finally {
     await unspooled.stop();
   }
-});
+}, 90_000);
 
 it('wait=false bulk: taken into the spool while writes are blocked, memory within the buffer, every line stored after', async () => {
   const before = await count();
