@@ -4,7 +4,7 @@ import path from 'node:path';
 import { escapeIdentifier, Pool } from 'pg';
 import { bindSpoolToDatabase, SPOOL_IDENTITY_FILE } from '../../src/spool/identity';
 import { createTestDatabase, randomId, type TestDatabase } from '../helpers/database';
-import { postJson, startTestGateway } from '../helpers/gateway';
+import { postNdjson, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/process';
 
@@ -16,14 +16,6 @@ let dbA: TestDatabase;
 let dbB: TestDatabase;
 let spoolDir: string;
 const running: GatewayProcess[] = [];
-
-const metric = (n: number) => ({
-  user_id: 1,
-  talked_time: n,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: 1_700_000_000_000 + n,
-});
 
 async function storedIn(db: TestDatabase): Promise<number> {
   const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM user_metrics');
@@ -71,10 +63,13 @@ afterAll(async () => {
 it("refuses to replay database A's spool into database B, leaves the files, and replays them into A", async () => {
   // The rows would wait a minute in memory: they are only in the spool when the process dies.
   const first = await start(dbA, { BATCH_MAX_WAIT_MS: '60000' });
-  const answers = await Promise.all(
-    Array.from({ length: 20 }, (_, i) => postJson(`${first.url}/v1/metrics?wait=false`, metric(i))),
+  const lines = Array.from({ length: 20 }, (_, n) =>
+    JSON.stringify({ user_id: 1, talked_time: n, microphone_used: true, speaker_used: false, time_recorded: 0 }),
   );
-  expect(answers.every((answer) => answer.status === 202)).toBe(true);
+  expect(await postNdjson(`${first.url}/v1/metrics/bulk?wait=false`, lines.join('\n'))).toMatchObject({
+    status: 202,
+    body: { accepted: 20 },
+  });
   first.child.kill('SIGKILL');
   expect(await first.exited).toBe('SIGKILL');
   const files = await spoolFiles();
