@@ -17,6 +17,7 @@ import { MetricIntake } from './ingest/intake';
 import { ReferenceCache } from './ingest/references';
 import { createShutdown, type ShutdownOutcome } from './lifecycle/shutdown';
 import { lockSpoolDir } from './spool/lock';
+import { bindSpoolToDatabase } from './spool/identity';
 import { replaySpool } from './spool/replay';
 import { Spool } from './spool/spool';
 import { IngestStats } from './telemetry/ingest-stats';
@@ -44,9 +45,14 @@ function readinessCheck(pool: Pool, migrations: readonly string[]): ReadinessChe
   };
 }
 
-async function openSpoolDir(dir: string): Promise<() => Promise<void>> {
+async function openSpoolDir(dir: string, pool: Pool, logger: Logger): Promise<() => Promise<void>> {
   await mkdir(dir, { recursive: true });
-  return lockSpoolDir(dir);
+  const release = await lockSpoolDir(dir);
+  await bindSpoolToDatabase(dir, pool, logger).catch(async (error: unknown) => {
+    await release();
+    throw error;
+  });
+  return release;
 }
 
 /** Builds the gateway on `databaseUrl` and starts listening; the composition root for main and tests. */
@@ -89,7 +95,12 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
   telemetry.trackBuffer(batcher);
   const rejections = new RecentRejections();
   const stats = new IngestStats({ readTotals: telemetry.totals, buffer: batcher, rejections });
-  const releaseSpoolDir = config.spoolEnabled ? await openSpoolDir(config.spoolDir) : undefined;
+  const releaseSpoolDir = config.spoolEnabled
+    ? await openSpoolDir(config.spoolDir, pool, logger.child({ module: 'spool' })).catch(async (error: unknown) => {
+        await pool.end();
+        throw error;
+      })
+    : undefined;
   if (config.spoolEnabled) {
     await replaySpool(config.spoolDir, pool, batcher, logger.child({ module: 'spool' }));
     spool = await Spool.open({
