@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { AppError, coerceError, type ErrorCode } from '../errors';
 import { sqlState } from '../db/sqlstate';
+import { ReferencesUnchecked } from '../ingest/references';
 
 /** body-parser's error types and the contract codes they mean. */
 const BODY_PARSER_ERRORS: Readonly<Record<string, ErrorCode>> = {
@@ -14,15 +15,24 @@ const BODY_PARSER_ERRORS: Readonly<Record<string, ErrorCode>> = {
 };
 
 const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+/** A request's database call that ran past its part of REQUEST_DEADLINE_MS: lock_timeout, statement_timeout. */
+const DEADLINE_SQLSTATES = new Set(['55P03', '57014']);
+/** The same, from pg's own clocks: no pool connection in time (connectionTimeoutMillis), no answer (query_timeout). */
+const DEADLINE_MESSAGES = /^(timeout exceeded when trying to connect|Query read timeout)$/;
 
 /** A failure to reach PostgreSQL, as opposed to a bug or a refused statement. */
 export function isDatabaseUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && CONNECTION_ERRORS.has(code)) return true;
   const state = sqlState(error);
-  if (state !== undefined) return state.startsWith('08') || state.startsWith('57P') || state === '53300';
+  if (state !== undefined) {
+    return state.startsWith('08') || state.startsWith('57P') || state === '53300' || DEADLINE_SQLSTATES.has(state);
+  }
   const message = error instanceof Error ? error.message : '';
-  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
+  return (
+    /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message) ||
+    DEADLINE_MESSAGES.test(message)
+  );
 }
 
 export function toAppError(thrown: unknown): AppError {
@@ -34,6 +44,9 @@ export function toAppError(thrown: unknown): AppError {
       code,
       code === 'invalid_json' ? `the body is not valid JSON: ${(thrown as Error).message}` : undefined,
     );
+  }
+  if (thrown instanceof ReferencesUnchecked) {
+    return new AppError('unavailable', `${thrown.message}; retry later`, [], 5, { cause: thrown });
   }
   if (isDatabaseUnavailable(thrown)) {
     return new AppError('unavailable', undefined, [], 5, { cause: thrown });
@@ -50,6 +63,11 @@ export function sendError(res: Response, error: AppError): void {
 export const errorHandler: ErrorRequestHandler = (thrown, req, res, next) => {
   const error = toAppError(thrown);
   if (res.headersSent) {
+    // Already answered in full, by the request deadline (request-deadline.ts): this is the late end of its work.
+    if (res.writableEnded) {
+      req.log.warn({ err: error.cause ?? thrown, code: error.code }, 'request finished after its deadline answer');
+      return;
+    }
     next(thrown);
     return;
   }
