@@ -7,7 +7,7 @@ import { databaseIsEmpty, seedDemoData } from '../../seed/seed-database';
 import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';
 import { listMigrationNames, migrate, pendingMigrations } from './db/migrate';
-import { createPool, createWriterPool, poolSizes, requestPoolSettings } from './db/pool';
+import { createPool, createWriterPool, poolSizes, requestPoolSettings, watchForStalls } from './db/pool';
 import { accessControlFor } from './http/access-control';
 import { createApp } from './http/app';
 import type { ReadinessCheck } from './http/health-routes';
@@ -77,6 +77,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     await Promise.all([pool.end(), requestPool.end()]);
     throw error;
   }
+  watchForStalls(pool, config.writeStallTimeoutMs, logger.child({ module: 'pool' }));
 
   const references = new ReferenceCache(requestPool);
   // Created after the batcher, which replays what an earlier process left in the spool.

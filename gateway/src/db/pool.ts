@@ -64,17 +64,15 @@ export function requestPoolSettings(requestDeadlineMs: number): PoolSettings {
   };
 }
 
-/** For tests and the README: what a deadline turns into. */
-export type RequestPoolTimeouts = Required<
-  Pick<PoolSettings, 'lock_timeout' | 'statement_timeout' | 'query_timeout' | 'connectionTimeoutMillis'>
->;
-
 /**
  * The writer pool: no statement timeouts (a COPY of a large batch may legitimately take long, and
- * pg's query_timeout must not be combined with COPY: pg-copy-streams issues 113, 115, 125). Instead a
- * checked-out connection that neither sends nor receives a byte for `stallTimeoutMs` has its socket
- * destroyed: the write fails like a lost connection and the batcher retries it, asking txid_status
- * first so that a COMMIT which did reach PostgreSQL is not stored twice. 0: never.
+ * pg's query_timeout must not be combined with COPY: pg-copy-streams issues 113, 115, 125); see
+ * watchForStalls for what bounds its calls instead.
+ *
+ * txid_status says "in progress" for as long as PostgreSQL keeps a transaction open, and a session
+ * whose client vanished without closing is kept open: idle_in_transaction_session_timeout ends it (a
+ * writer's transaction is never idle otherwise), later than the stall deadline, so that a COMMIT that
+ * was only delayed in the network still gets its chance.
  */
 export function createWriterPool(
   connectionString: string,
@@ -82,9 +80,10 @@ export function createWriterPool(
   stallTimeoutMs: number,
   logger: Logger,
 ): pg.Pool {
-  const pool = createPool(connectionString, max, logger, KEEPALIVE);
-  if (stallTimeoutMs > 0) watchForStalls(pool, stallTimeoutMs, logger);
-  return pool;
+  return createPool(connectionString, max, logger, {
+    ...KEEPALIVE,
+    ...(stallTimeoutMs > 0 ? { idle_in_transaction_session_timeout: 2 * stallTimeoutMs } : {}),
+  });
 }
 
 interface Progress {
@@ -100,7 +99,14 @@ function bytesMoved(client: pg.PoolClient): number | undefined {
   return socket.bytesRead + socket.bytesWritten;
 }
 
-function watchForStalls(pool: pg.Pool, stallTimeoutMs: number, logger: Logger): void {
+/**
+ * From now on, a checked-out connection of `pool` that neither sends nor receives a byte for
+ * `stallTimeoutMs` has its socket destroyed: its query fails like a lost connection, and the batcher
+ * retries the write, asking txid_status first so that a COMMIT which did reach PostgreSQL is not
+ * stored twice. Start it after the migrations, which may run (or wait for another gateway's) longer.
+ */
+export function watchForStalls(pool: pg.Pool, stallTimeoutMs: number, logger: Logger): void {
+  if (stallTimeoutMs === 0) return;
   const checkedOut = new Map<pg.PoolClient, Progress>();
   const checkEveryMs = Math.max(10, Math.min(1000, Math.floor(stallTimeoutMs / 4)));
   let timer: NodeJS.Timeout | undefined;
