@@ -20,8 +20,9 @@ const DEADLINE_SQLSTATES = new Set(['55P03', '57014']);
 /** The same, from pg's own clocks: no pool connection in time (connectionTimeoutMillis), no answer (query_timeout). */
 const DEADLINE_MESSAGES = /^(timeout exceeded when trying to connect|Query read timeout)$/;
 
-/** A failure to reach PostgreSQL, as opposed to a bug or a refused statement. */
+/** A failure to reach PostgreSQL (or to hear from it in time), as opposed to a bug or a refused statement. */
 export function isDatabaseUnavailable(error: unknown): boolean {
+  if (error instanceof ReferencesUnchecked) return true;
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && CONNECTION_ERRORS.has(code)) return true;
   const state = sqlState(error);

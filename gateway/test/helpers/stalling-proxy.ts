@@ -40,11 +40,11 @@ export class StallingProxy {
   ) {}
 
   static async start(target: URL): Promise<StallingProxy> {
-    let proxy: StallingProxy | undefined;
-    const server = net.createServer((client) => proxy?.relay(client, target));
+    const relays: { to?: StallingProxy } = {};
+    const server = net.createServer((client) => relays.to?.relay(client, target));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    proxy = new StallingProxy(server, (server.address() as AddressInfo).port);
-    return proxy;
+    relays.to = new StallingProxy(server, (server.address() as AddressInfo).port);
+    return relays.to;
   }
 
   /** `url` with its host replaced by the proxy's. */

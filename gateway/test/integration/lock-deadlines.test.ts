@@ -138,10 +138,10 @@ async function underLock(
       if (sent !== undefined) pending.push(sent);
       await sleep(100);
     }
-    const outcomes = await Promise.all(pending);
     await sleep(Math.max(0, lockedAt + HOLD_MS - Date.now()));
     await locker.query('ROLLBACK');
-    return { outcomes, releasedAt: Date.now() };
+    const releasedAt = Date.now();
+    return { outcomes: await Promise.all(pending), releasedAt };
   } finally {
     await locker.end();
   }
