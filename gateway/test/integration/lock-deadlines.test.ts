@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'pg';
 import { createApiKey } from '../../src/auth/api-keys';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { numberedMetrics } from '../helpers/numbered-metrics';
 import { postJson, postNdjson, request, startTestGateway, type JsonResponse } from '../helpers/gateway';
 
 // Another session holds a lock on a table the request path needs (a migration, VACUUM FULL, a long
@@ -27,7 +28,7 @@ let db: TestDatabase;
 let gateway: Awaited<ReturnType<typeof startTestGateway>>;
 let cachedKey: string;
 /** Every row gets a talked_time of its own, which identifies it in user_metrics. */
-let nextValue = 1;
+const metric = numberedMetrics();
 let nextFreshId = 1000;
 
 beforeAll(async () => {
@@ -51,17 +52,6 @@ afterAll(async () => {
 });
 
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
-
-function metric(userId: number, deviceId: string | null = null): Record<string, unknown> {
-  return {
-    user_id: userId,
-    device_id: deviceId,
-    talked_time: nextValue++,
-    microphone_used: true,
-    speaker_used: false,
-    time_recorded: 1_700_000_000_000,
-  };
-}
 
 /** Users and devices registered in the database directly, unknown to the gateway's cache. */
 async function freshUsers(n: number): Promise<number[]> {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { numberedMetrics } from '../helpers/numbered-metrics';
 import { postJson, request, startTestGateway } from '../helpers/gateway';
 
 // Batch writes and the request path have connection pools of their own (db/pool.ts), so neither can
@@ -15,7 +16,7 @@ const CACHED_USER = 1;
 
 let db: TestDatabase;
 let gateway: Awaited<ReturnType<typeof startTestGateway>>;
-let nextValue = 1;
+const metric = numberedMetrics();
 let nextFreshId = 1000;
 
 beforeAll(async () => {
@@ -29,17 +30,6 @@ afterAll(async () => {
   await gateway?.stop();
   await db?.drop();
 });
-
-function metric(userId: number, deviceId: string | null = null): Record<string, unknown> {
-  return {
-    user_id: userId,
-    device_id: deviceId,
-    talked_time: nextValue++,
-    microphone_used: true,
-    speaker_used: false,
-    time_recorded: 1_700_000_000_000,
-  };
-}
 
 async function timed(send: () => Promise<{ status: number }>): Promise<{ status: number; ms: number }> {
   const started = Date.now();
