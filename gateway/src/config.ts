@@ -151,7 +151,7 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
   },
   {
     name: 'REQUEST_DEADLINE_MS',
-    default: 'ACK_TIMEOUT_MS (10000)',
+    default: '10000, or ACK_TIMEOUT_MS if that is longer',
     meaning:
       'a non-bulk request not answered by then gets 503; its database calls get lock_timeout 1/4 of it, statement_timeout 1/2, a pool wait 1/4',
   },
@@ -240,7 +240,7 @@ export function loadConfig(env: Env = process.env): Config {
     headersTimeoutMs: integer('HEADERS_TIMEOUT_MS', 20_000, 100, 3_600_000),
     requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 0, 0, 86_400_000),
     pgPoolMax: integer('PG_POOL_MAX', 10, 3, 1000),
-    requestDeadlineMs: integer('REQUEST_DEADLINE_MS', ackTimeoutMs, 100, 600_000),
+    requestDeadlineMs: integer('REQUEST_DEADLINE_MS', Math.max(10_000, ackTimeoutMs), 100, 600_000),
     writeStallTimeoutMs: integer('WRITE_STALL_TIMEOUT_MS', 30_000, 0, 3_600_000),
     spoolEnabled: bool('SPOOL', true),
     spoolDir: text('SPOOL_DIR', path.join(text('DATA_DIR', DEFAULT_DATA_DIR), 'spool')),

@@ -120,6 +120,9 @@ it('a burst of lookups stuck behind a lock on devices does not delay the writing
   report('wait=true writes during the burst', writes);
   for (const answer of writes) expect(answer.status).toBe(201);
   expect(Math.max(...writes.map((answer) => answer.ms))).toBeLessThan(PROMPT_MS);
-  // The burst itself: each lookup gave up after its share of REQUEST_DEADLINE_MS (503), none hung.
-  for (const answer of burst) expect(answer.status).toBe(503);
+  // The burst itself: each lookup gave up after its share of REQUEST_DEADLINE_MS (503), or was answered
+  // once the lock went; none hung.
+  for (const answer of burst) expect([201, 503]).toContain(answer.status);
+  expect(burst.filter((answer) => answer.status === 503).length).toBeGreaterThan(0);
+  expect(Math.max(...burst.map((answer) => answer.ms))).toBeLessThan(gateway.config.requestDeadlineMs + PROMPT_MS);
 }, 60_000);

@@ -18,9 +18,10 @@ describe('the two pools', () => {
 });
 
 describe('REQUEST_DEADLINE_MS', () => {
-  it('defaults to ACK_TIMEOUT_MS', () => {
+  it('defaults to 10 s, or ACK_TIMEOUT_MS if that is longer (a wait=true request is not cut before its own timeout)', () => {
     expect(loadConfig({}).requestDeadlineMs).toBe(10_000);
-    expect(loadConfig({ ACK_TIMEOUT_MS: '4000' }).requestDeadlineMs).toBe(4000);
+    expect(loadConfig({ ACK_TIMEOUT_MS: '500' }).requestDeadlineMs).toBe(10_000);
+    expect(loadConfig({ ACK_TIMEOUT_MS: '30000' }).requestDeadlineMs).toBe(30_000);
     expect(loadConfig({ ACK_TIMEOUT_MS: '4000', REQUEST_DEADLINE_MS: '1500' }).requestDeadlineMs).toBe(1500);
   });
 
