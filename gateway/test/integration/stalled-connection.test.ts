@@ -74,6 +74,11 @@ async function uploadThroughStall(plan: StallPlan): Promise<StallRecord> {
   const noticedAfterMs = (stall.clientClosedAt ?? Infinity) - stall.stalledAt;
   expect(noticedAfterMs).toBeGreaterThanOrEqual(STALL_MS - 100);
   expect(noticedAfterMs).toBeLessThan(STALL_MS + MARGIN_MS);
+  if (process.env.REPORT_TIMINGS) {
+    process.stdout.write(
+      `${expect.getState().currentTestName}: stall noticed after ${noticedAfterMs} ms, answered after ${result.ms} ms\n`,
+    );
+  }
   return stall;
 }
 
