@@ -43,6 +43,10 @@ export interface Config {
   /** The whole request, headers and body, must arrive within this; 0: no limit. */
   readonly requestTimeoutMs: number;
   readonly pgPoolMax: number;
+  /** Every non-bulk request is answered within this; the request path's database calls are bounded by parts of it. */
+  readonly requestDeadlineMs: number;
+  /** A write whose connection moves no byte for this long has it closed and is retried; 0: never. */
+  readonly writeStallTimeoutMs: number;
   /** wait=false rows are written to a local spool before they are acknowledged. */
   readonly spoolEnabled: boolean;
   readonly spoolDir: string;
@@ -139,7 +143,23 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
     default: '0 (no limit: bulk uploads stream as long as they keep sending)',
     meaning: 'the whole request (headers and body) must arrive within this; 0: no limit',
   },
-  { name: 'PG_POOL_MAX', default: '10', meaning: 'PostgreSQL connections at most' },
+  {
+    name: 'PG_POOL_MAX',
+    default: '10',
+    meaning:
+      'PostgreSQL connections at most: FLUSH_CONCURRENCY + 1 for writing batches, the rest (at least 1) for requests',
+  },
+  {
+    name: 'REQUEST_DEADLINE_MS',
+    default: '10000, or ACK_TIMEOUT_MS if that is longer',
+    meaning:
+      'a non-bulk request not answered by then gets 503; its database calls get lock_timeout 1/4 of it, statement_timeout 1/2, a pool wait 1/4',
+  },
+  {
+    name: 'WRITE_STALL_TIMEOUT_MS',
+    default: '30000',
+    meaning: 'a batch write whose connection moves no byte for this long is cut and retried; 0: never',
+  },
   { name: 'SPOOL', default: 'true', meaning: 'write wait=false rows to a local spool (fsync) before answering 202' },
   { name: 'SPOOL_DIR', default: 'DATA_DIR/spool', meaning: 'the spool of this gateway; one directory per gateway' },
   { name: 'SPOOL_SEGMENT_BYTES', default: '67108864 (64 MiB)', meaning: 'size of one spool segment file' },
@@ -189,6 +209,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const rateLimitPerKeyRps = integer('RATE_LIMIT_PER_KEY_RPS', 0, 0, 1_000_000);
+  const ackTimeoutMs = integer('ACK_TIMEOUT_MS', 10_000, 100, 600_000);
 
   const config: Config = {
     databaseUrl,
@@ -200,7 +221,7 @@ export function loadConfig(env: Env = process.env): Config {
     batchMaxWaitMs: integer('BATCH_MAX_WAIT_MS', 5, 0, 60_000),
     bufferMaxRows: integer('BUFFER_MAX_ROWS', 200_000, 1, 100_000_000),
     flushConcurrency: integer('FLUSH_CONCURRENCY', 2, 1, 64),
-    ackTimeoutMs: integer('ACK_TIMEOUT_MS', 10_000, 100, 600_000),
+    ackTimeoutMs,
     bulkBackpressureTimeoutMs: integer('BULK_BACKPRESSURE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000),
     migrateOnStart: bool('MIGRATE_ON_START', true),
@@ -218,7 +239,9 @@ export function loadConfig(env: Env = process.env): Config {
     bodyIdleTimeoutMs: integer('BODY_IDLE_TIMEOUT_MS', 30_000, 0, 3_600_000),
     headersTimeoutMs: integer('HEADERS_TIMEOUT_MS', 20_000, 100, 3_600_000),
     requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 0, 0, 86_400_000),
-    pgPoolMax: integer('PG_POOL_MAX', 10, 2, 1000),
+    pgPoolMax: integer('PG_POOL_MAX', 10, 3, 1000),
+    requestDeadlineMs: integer('REQUEST_DEADLINE_MS', Math.max(10_000, ackTimeoutMs), 100, 600_000),
+    writeStallTimeoutMs: integer('WRITE_STALL_TIMEOUT_MS', 30_000, 0, 3_600_000),
     spoolEnabled: bool('SPOOL', true),
     spoolDir: text('SPOOL_DIR', path.join(text('DATA_DIR', DEFAULT_DATA_DIR), 'spool')),
     spoolSegmentBytes: integer('SPOOL_SEGMENT_BYTES', 64 * 1024 * 1024, 4096, 1024 * 1024 * 1024),
@@ -228,8 +251,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.bufferMaxRows < config.batchMaxRows) {
     problems.push(`BUFFER_MAX_ROWS (${config.bufferMaxRows}) must be at least BATCH_MAX_ROWS (${config.batchMaxRows})`);
   }
-  if (config.pgPoolMax <= config.flushConcurrency) {
-    problems.push(`PG_POOL_MAX (${config.pgPoolMax}) must be more than FLUSH_CONCURRENCY (${config.flushConcurrency})`);
+  if (config.pgPoolMax < config.flushConcurrency + 2) {
+    problems.push(
+      `PG_POOL_MAX (${config.pgPoolMax}) must be at least FLUSH_CONCURRENCY + 2 (${config.flushConcurrency + 2}): ` +
+        'FLUSH_CONCURRENCY + 1 connections write batches, the rest serve requests',
+    );
   }
   // Settings that would silently do nothing are refused: someone would believe they protect something.
   if (!config.authRequired) {

@@ -7,7 +7,7 @@ import { databaseIsEmpty, seedDemoData } from '../../seed/seed-database';
 import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';
 import { listMigrationNames, migrate, pendingMigrations } from './db/migrate';
-import { createPool } from './db/pool';
+import { createPool, createWriterPool, poolSizes, requestPoolSettings, watchForStalls } from './db/pool';
 import { accessControlFor } from './http/access-control';
 import { createApp } from './http/app';
 import type { ReadinessCheck } from './http/health-routes';
@@ -27,7 +27,10 @@ import { RecentRejections } from './telemetry/recent-rejections';
 export interface Gateway {
   readonly url: string;
   readonly server: Server;
+  /** The writer pool: COPY batches, txid_status checks, rejected rows, spool commits. */
   readonly pool: Pool;
+  /** Everything on the request path: lookups, reads, admin routes, readiness; each call bounded by REQUEST_DEADLINE_MS. */
+  readonly requestPool: Pool;
   readonly batcher: Batcher;
   /** Ordered, idempotent stop: no new requests, flush the buffer, close the pool. */
   stop(): Promise<ShutdownOutcome>;
@@ -57,7 +60,19 @@ async function openSpoolDir(dir: string, pool: Pool, logger: Logger): Promise<()
 
 /** Builds the gateway on `databaseUrl` and starts listening; the composition root for main and tests. */
 export async function startGateway(config: Config, databaseUrl: string, logger: Logger): Promise<Gateway> {
-  const pool = createPool(databaseUrl, config.pgPoolMax, logger.child({ module: 'pool' }));
+  const sizes = poolSizes(config.pgPoolMax, config.flushConcurrency);
+  const pool = createWriterPool(
+    databaseUrl,
+    sizes.writer,
+    config.writeStallTimeoutMs,
+    logger.child({ module: 'pool' }),
+  );
+  const requestPool = createPool(
+    databaseUrl,
+    sizes.request,
+    logger.child({ module: 'request-pool' }),
+    requestPoolSettings(config.requestDeadlineMs),
+  );
   try {
     if (config.migrateOnStart) await migrate(pool, logger.child({ module: 'migrate' }));
     if (config.seedDemoData && (await databaseIsEmpty(pool))) {
@@ -65,11 +80,12 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
       logger.info(seeded, 'demo users and devices seeded into the empty database');
     }
   } catch (error) {
-    await pool.end();
+    await Promise.all([pool.end(), requestPool.end()]);
     throw error;
   }
+  watchForStalls(pool, config.writeStallTimeoutMs, logger.child({ module: 'pool' }));
 
-  const references = new ReferenceCache(pool);
+  const references = new ReferenceCache(requestPool);
   // Created after the batcher, which replays what an earlier process left in the spool.
   let spool: Spool | undefined;
   const telemetry = createPrometheusTelemetry(pool);
@@ -124,12 +140,13 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
   });
   const app = createApp({
     logger,
-    pool,
+    pool: requestPool,
     intake,
     references,
-    readiness: readinessCheck(pool, await listMigrationNames()),
+    readiness: readinessCheck(requestPool, await listMigrationNames()),
     metricMaxBytes: config.metricMaxBytes,
-    accessControl: accessControlFor(config, pool, logger.child({ module: 'auth' })),
+    requestDeadlineMs: config.requestDeadlineMs,
+    accessControl: accessControlFor(config, requestPool, logger.child({ module: 'auth' })),
     bulkBodyLimits: {
       maxBytes: config.bulkMaxBytes,
       maxGzipRatio: config.bulkGzipMaxRatio,
@@ -162,8 +179,8 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     spool,
     closeConnections: async () => {
       await releaseSpoolDir?.();
-      await pool.end();
+      await Promise.all([pool.end(), requestPool.end()]);
     },
   });
-  return { url, server, pool, batcher, stop };
+  return { url, server, pool, requestPool, batcher, stop };
 }

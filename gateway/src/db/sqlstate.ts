@@ -21,13 +21,23 @@ export function rejectionCode(error: unknown): 'unknown_reference' | 'validation
 }
 
 const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+/** A request's database call that ran past its part of REQUEST_DEADLINE_MS: lock_timeout, statement_timeout. */
+const DEADLINE_SQLSTATES = new Set(['55P03', '57014']);
+/** The same, from pg's own clocks: no pool connection in time (connectionTimeoutMillis), no answer (query_timeout). */
+const DEADLINE_MESSAGES = /^(timeout exceeded when trying to connect|Query read timeout)$/;
 
-/** A failure to reach PostgreSQL, as opposed to a bug or a refused statement. */
+/** A failure to reach PostgreSQL (or to hear from it in time), as opposed to a bug or a refused statement. */
 export function isDatabaseUnavailable(error: unknown): boolean {
+  if (error instanceof Error && error.name === 'ReferencesUnchecked') return true;
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && CONNECTION_ERRORS.has(code)) return true;
   const state = sqlState(error);
-  if (state !== undefined) return state.startsWith('08') || state.startsWith('57P') || state === '53300';
+  if (state !== undefined) {
+    return state.startsWith('08') || state.startsWith('57P') || state === '53300' || DEADLINE_SQLSTATES.has(state);
+  }
   const message = error instanceof Error ? error.message : '';
-  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
+  return (
+    /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message) ||
+    DEADLINE_MESSAGES.test(message)
+  );
 }

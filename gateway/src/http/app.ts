@@ -14,12 +14,14 @@ import { healthRoutes, type ReadinessCheck } from './health-routes';
 import { metricsRoutes } from './metrics-routes';
 import { prometheusRoutes } from './prometheus-routes';
 import { readRoutes } from './read-routes';
+import { requestDeadline } from './request-deadline';
 import { rejectionRecorder, statusRoutes } from './status-routes';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejections } from '../telemetry/recent-rejections';
 
 export interface AppDependencies {
   readonly logger: Logger;
+  /** The request pool (db/pool.ts), whose calls are bounded by parts of `requestDeadlineMs`. */
   readonly pool: Pool;
   readonly intake: MetricIntake;
   readonly references: ReferenceCache;
@@ -31,6 +33,8 @@ export interface AppDependencies {
   readonly bulkBodyLimits?: BodyLimits;
   /** Served at GET /metrics. */
   readonly metricsRegistry: Registry;
+  /** Every non-bulk request is answered within this (503 if nothing else answered it); none: no deadline. */
+  readonly requestDeadlineMs?: number;
   /** Observes single metrics refused before they reach the intake (not JSON, too large), for metrics. */
   readonly onRefused?: IntakeOptions['onRefused'];
   /** The live status page (GET /, GET /v1/stats) and the ring of recent rejections it lists; none: no page. */
@@ -55,6 +59,7 @@ export function createApp(deps: AppDependencies): Express {
       },
     }),
   );
+  if (deps.requestDeadlineMs !== undefined) app.use(requestDeadline(deps.requestDeadlineMs));
   if (deps.accessControl !== undefined) app.use(deps.accessControl);
   app.use(smallBodyDeadline(deps.bulkBodyLimits?.idleTimeoutMs ?? 0));
   // The ingest routes first: they take nearly all requests, and Express tries routers in order.

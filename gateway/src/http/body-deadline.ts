@@ -1,9 +1,14 @@
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { AppError } from '../errors';
 import { sendError } from './error-handler';
 import { routePath } from './route-path';
 
-const BULK_PATH = '/v1/metrics/bulk';
+export const BULK_PATH = '/v1/metrics/bulk';
+
+/** Node marks a request without Content-Length or Transfer-Encoding (a GET) as having no body. */
+export function hasBody(req: Request): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
 
 /**
  * A small body (one metric, a user, a device) must arrive whole within `timeoutMs`, or the request gets
@@ -13,9 +18,7 @@ const BULK_PATH = '/v1/metrics/bulk';
  */
 export function smallBodyDeadline(timeoutMs: number): RequestHandler {
   return (req, res, next) => {
-    // Node marks a request without Content-Length or Transfer-Encoding (a GET) as having no body.
-    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    if (timeoutMs === 0 || !hasBody || req.complete || routePath(req.path) === BULK_PATH) {
+    if (timeoutMs === 0 || !hasBody(req) || req.complete || routePath(req.path) === BULK_PATH) {
       next();
       return;
     }

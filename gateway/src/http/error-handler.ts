@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { AppError, coerceError, type ErrorCode } from '../errors';
 import { isDatabaseUnavailable } from '../db/sqlstate';
+import { ReferencesUnchecked } from '../ingest/references';
 
 /** body-parser's error types and the contract codes they mean. */
 const BODY_PARSER_ERRORS: Readonly<Record<string, ErrorCode>> = {
@@ -23,6 +24,9 @@ export function toAppError(thrown: unknown): AppError {
       code === 'invalid_json' ? `the body is not valid JSON: ${(thrown as Error).message}` : undefined,
     );
   }
+  if (thrown instanceof ReferencesUnchecked) {
+    return new AppError('unavailable', `${thrown.message}; retry later`, [], 5, { cause: thrown });
+  }
   if (isDatabaseUnavailable(thrown)) {
     return new AppError('unavailable', undefined, [], 5, { cause: thrown });
   }
@@ -38,6 +42,11 @@ export function sendError(res: Response, error: AppError): void {
 export const errorHandler: ErrorRequestHandler = (thrown, req, res, next) => {
   const error = toAppError(thrown);
   if (res.headersSent) {
+    // Already answered in full, by the request deadline (request-deadline.ts): this is the late end of its work.
+    if (res.writableEnded) {
+      req.log.warn({ err: error.cause ?? thrown, code: error.code }, 'request finished after its deadline answer');
+      return;
+    }
     next(thrown);
     return;
   }

@@ -8,6 +8,17 @@ export interface MissingReferences {
 const NONE: MissingReferences = { users: new Set(), devices: new Set() };
 
 /**
+ * The ids could not be checked: the lookup failed or ran past its deadline (a lock on users or devices,
+ * PostgreSQL down or not answering). Whether they exist is unknown; the error handler answers 503.
+ */
+export class ReferencesUnchecked extends Error {
+  constructor(options: { cause: unknown }) {
+    super('the user and device ids could not be checked in time', options);
+    this.name = 'ReferencesUnchecked';
+  }
+}
+
+/**
  * Users and devices known to exist, so that most rows are checked without a query. A miss is looked
  * up in PostgreSQL (one query per kind for a whole chunk of rows), so a user registered a moment ago
  * by anyone is accepted. Misses are not cached: the next row asks again. The sets are cleared when
@@ -37,7 +48,7 @@ export class ReferenceCache {
     this.devices.clear();
   }
 
-  /** Which of these ids name no row in users or devices. */
+  /** Which of these ids name no row in users or devices; throws ReferencesUnchecked when that cannot be known. */
   async findMissing(userIds: Iterable<number>, deviceIds: Iterable<string>): Promise<MissingReferences> {
     // Nearly every call is all hits: allocate the sets of unknown ids only on a miss.
     let unknownUsers: Set<number> | undefined;
@@ -57,7 +68,9 @@ export class ReferenceCache {
         : this.pool.query<{ id: string }>('SELECT id FROM devices WHERE id = ANY($1::varchar[])', [
             [...unknownDevices],
           ]),
-    ]);
+    ]).catch((error: unknown) => {
+      throw new ReferencesUnchecked({ cause: error });
+    });
     for (const { id } of users?.rows ?? []) {
       unknownUsers.delete(id);
       this.rememberUser(id);

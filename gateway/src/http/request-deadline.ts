@@ -1,0 +1,43 @@
+import type { RequestHandler } from 'express';
+import { AppError } from '../errors';
+import { BULK_PATH, hasBody } from './body-deadline';
+import { sendError } from './error-handler';
+import { routePath } from './route-path';
+
+/** How often a request past its deadline is looked at again while its body is still arriving. */
+const BODY_RECHECK_MS = 250;
+
+/**
+ * The backstop behind the limits on each database call (db/pool.ts): a request not answered within
+ * `deadlineMs` gets 503 with Retry-After, whatever it is waiting for. The work it started may still
+ * finish; its late answer is dropped (error-handler.ts). A request whose small body is still arriving
+ * is the client's delay, not ours: it is left to its body deadline (body-deadline.ts, 408), and
+ * answered here only once the body is whole. Bulk uploads stream for as long as their body arrives
+ * and are exempt; each of their database calls is bounded all the same.
+ */
+export function requestDeadline(deadlineMs: number): RequestHandler {
+  return (req, res, next) => {
+    if (routePath(req.path) === BULK_PATH) {
+      next();
+      return;
+    }
+    const bodyExpected = hasBody(req);
+    let timer: NodeJS.Timeout;
+    const expire = (): void => {
+      if (res.headersSent) return;
+      if (bodyExpected && !req.complete) {
+        timer = setTimeout(expire, BODY_RECHECK_MS);
+        return;
+      }
+      sendError(
+        res,
+        new AppError('unavailable', `the request could not be answered within ${deadlineMs} ms; retry later`, [], 5),
+      );
+    };
+    timer = setTimeout(expire, deadlineMs);
+    const clear = (): void => clearTimeout(timer);
+    res.once('finish', clear);
+    res.once('close', clear);
+    next();
+  };
+}
