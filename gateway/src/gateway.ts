@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import { databaseIsEmpty, seedDemoData } from '../../seed/seed-database';
+import { ApiKeyChangeListener } from './auth/api-key-changes';
 import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';
 import { listMigrationNames, migrate, pendingMigrations } from './db/migrate';
@@ -108,6 +109,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     onAccepted: telemetry.rowsAccepted,
     onRefused: telemetry.rowsRefused,
   });
+  const access = accessControlFor(config, pool, logger.child({ module: 'auth' }));
   const app = createApp({
     logger,
     pool,
@@ -115,12 +117,14 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     references,
     readiness: readinessCheck(pool, await listMigrationNames()),
     metricMaxBytes: config.metricMaxBytes,
-    accessControl: accessControlFor(config, pool, logger.child({ module: 'auth' })),
+    accessControl: access?.handler,
     bulkBodyLimits: {
       maxBytes: config.bulkMaxBytes,
       maxGzipRatio: config.bulkGzipMaxRatio,
       idleTimeoutMs: config.bodyIdleTimeoutMs,
+      minBytesPerSecond: config.bodyMinBytesPerSecond,
     },
+    bulkMaxConcurrent: config.bulkMaxConcurrent,
     metricsRegistry: telemetry.registry,
     onRefused: telemetry.rowsRefused,
     status: { stats, rejections },
@@ -135,6 +139,15 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     });
   });
   stats.start();
+  // Started once listening: its first LISTEN empties the key cache, so nothing cached before is missed.
+  const keyChanges =
+    access &&
+    new ApiKeyChangeListener({
+      connectionString: databaseUrl,
+      subscriber: access.authenticator,
+      logger: logger.child({ module: 'auth' }),
+    });
+  await keyChanges?.start();
   server.once('close', () => stats.stop());
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
@@ -147,6 +160,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     timeoutMs: config.shutdownTimeoutMs,
     // Rows still unwritten at the deadline stay in the spool's files, for the next start to replay.
     closeAfterFlush: async () => {
+      await keyChanges?.close();
       await spool?.close();
       await releaseSpoolDir?.();
     },

@@ -3,7 +3,7 @@ import { AppError } from '../errors';
 import { sendError } from './error-handler';
 import { routePath } from './route-path';
 
-const BULK_PATH = '/v1/metrics/bulk';
+export const BULK_PATH = '/v1/metrics/bulk';
 
 /**
  * A small body (one metric, a user, a device) must arrive whole within `timeoutMs`, or the request gets

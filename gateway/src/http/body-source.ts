@@ -1,4 +1,5 @@
 import type { Request } from 'express';
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import { AppError } from '../errors';
@@ -30,6 +31,8 @@ export interface BodyLimits {
   readonly maxGzipRatio: number;
   /** The longest wait for the next piece of the body. */
   readonly idleTimeoutMs: number;
+  /** Bytes per second the body must arrive at, on average over each `idleTimeoutMs` of waiting for it. */
+  readonly minBytesPerSecond?: number;
 }
 
 const NO_BODY_LIMITS: BodyLimits = { maxBytes: 0, maxGzipRatio: 0, idleTimeoutMs: 0 };
@@ -40,8 +43,9 @@ const GZIP_RATIO_FLOOR_BYTES = 1_048_576;
 /**
  * The request body as chunks of bytes, gunzipped when `Content-Encoding: gzip`, within `limits`:
  * past `maxBytes` decompressed, or inflating more than `maxGzipRatio` times (a gzip bomb), reading
- * stops with 413; when no byte arrives for `idleTimeoutMs`, with 408. Whatever stops the reading, the
- * request stream is left undestroyed so that the error can still be answered on its socket.
+ * stops with 413; when no byte arrives for `idleTimeoutMs`, or fewer than `minBytesPerSecond` arrive
+ * on average over a window of `idleTimeoutMs`, with 408. Whatever stops the reading, the request
+ * stream is left undestroyed so that the error can still be answered on its socket.
  */
 export function decodedBody(req: Request, limits: BodyLimits = NO_BODY_LIMITS): AsyncIterable<Buffer> {
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
@@ -67,11 +71,14 @@ async function* limitedBody(
   // Never return()ed: that would destroy the request, and with it the socket the answer goes out on.
   const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let bytes = 0;
+  const pace = new BodyPace(limits, () => gunzip?.bytesWritten ?? bytes);
   try {
     for (;;) {
+      const waitStartedAt = performance.now();
       const next = await nextWithin(chunks, limits.idleTimeoutMs);
       if (next.done) return;
       bytes += next.value.length;
+      pace.check(performance.now() - waitStartedAt);
       if (limits.maxBytes > 0 && bytes > limits.maxBytes) throw tooLarge(limits.maxBytes);
       if (
         gunzip !== undefined &&
@@ -101,6 +108,39 @@ async function* limitedBody(
 
 function tooLarge(maxBytes: number): AppError {
   return new AppError('payload_too_large', `the bulk body is larger than ${maxBytes} bytes (BULK_MAX_BYTES)`);
+}
+
+/**
+ * Whether a body arrives fast enough. Only the time spent waiting for the client counts: while the
+ * gateway does not read (backpressure from a full buffer), the client cannot send either. A trickle of
+ * a byte every few seconds never trips the idle timeout, but fails here within two windows.
+ */
+class BodyPace {
+  private waitedMs = 0;
+  private bytesAtWindowStart = 0;
+
+  constructor(
+    private readonly limits: BodyLimits,
+    /** Bytes received on the wire so far (compressed ones, for a gzip body). */
+    private readonly received: () => number,
+  ) {}
+
+  check(waitedMs: number): void {
+    const { idleTimeoutMs: windowMs, minBytesPerSecond = 0 } = this.limits;
+    if (windowMs <= 0 || minBytesPerSecond <= 0) return;
+    this.waitedMs += waitedMs;
+    if (this.waitedMs < windowMs) return;
+    const bytes = this.received() - this.bytesAtWindowStart;
+    if (bytes < (minBytesPerSecond * this.waitedMs) / 1000) {
+      throw new AppError(
+        'request_timeout',
+        `the body arrived at ${Math.floor((bytes * 1000) / this.waitedMs)} bytes/s over ${Math.round(this.waitedMs)} ms, ` +
+          `less than ${minBytesPerSecond} (BODY_MIN_BYTES_PER_SECOND)`,
+      );
+    }
+    this.waitedMs = 0;
+    this.bytesAtWindowStart = this.received();
+  }
 }
 
 /** `iterator.next()`, or a 408 when it takes longer than `timeoutMs` (0: no limit). */
