@@ -1,9 +1,9 @@
 import { connect, type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Gateway } from '../../src/gateway';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
+import { until } from '../helpers/until';
 
 // Caps on what clients can hold: connections (MAX_CONNECTIONS), bulk uploads in progress
 // (BULK_MAX_CONCURRENT) and the time a bulk body may take to trickle in (BODY_MIN_BYTES_PER_SECOND).
@@ -36,14 +36,6 @@ async function countWithTalkedTime(talkedTime: number): Promise<number> {
     [talkedTime],
   );
   return rows[0]?.n ?? -1;
-}
-
-async function until(condition: () => Promise<boolean> | boolean, what: string, boundMs = 15_000): Promise<void> {
-  const started = performance.now();
-  while (!(await condition())) {
-    if (performance.now() - started > boundMs) throw new Error(`not within ${boundMs} ms: ${what}`);
-    await sleep(20);
-  }
 }
 
 /** A raw connection, and everything it received until it closed. */

@@ -11,6 +11,7 @@ import type { Gateway } from '../../src/gateway';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { request, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
+import { until } from '../helpers/until';
 
 // Revocation is immediate: migration 0005's trigger announces every change to api_keys on a channel
 // that each gateway LISTENs to on a connection of its own. AUTH_CACHE_TTL_MS is a minute here, so a
@@ -92,14 +93,6 @@ async function listenerConnections(): Promise<number> {
     [API_KEY_LISTENER_APPLICATION_NAME],
   );
   return rows[0]?.n ?? -1;
-}
-
-async function until(condition: () => Promise<boolean> | boolean, what: string, boundMs = 15_000): Promise<void> {
-  const started = performance.now();
-  while (!(await condition())) {
-    if (performance.now() - started > boundMs) throw new Error(`not within ${boundMs} ms: ${what}`);
-    await sleep(20);
-  }
 }
 
 it('refuses a key revoked with `npm run keys -- revoke` on every gateway within a second, long before AUTH_CACHE_TTL_MS', async () => {
