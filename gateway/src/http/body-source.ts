@@ -59,7 +59,7 @@ export function decodedBody(req: Request, limits: BodyLimits = NO_BODY_LIMITS): 
   }
   const gunzip = createGunzip();
   req.on('error', (error) => gunzip.destroy(error));
-  return limitedBody(req, req.pipe(gunzip), gunzip, limits);
+  return limitedBody(req, req.pipe(gunzip), gunzip, limits, pipedWire(req));
 }
 
 async function* limitedBody(
@@ -67,18 +67,22 @@ async function* limitedBody(
   source: Readable,
   gunzip: Gunzip | undefined,
   limits: BodyLimits,
+  /** How the body arrives on the wire; unset: as read here (the body is read as it comes, not piped). */
+  wire?: WireMeter,
 ): AsyncGenerator<Buffer> {
   // Never return()ed: that would destroy the request, and with it the socket the answer goes out on.
   const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let bytes = 0;
-  const pace = new BodyPace(limits, () => gunzip?.bytesWritten ?? bytes);
+  let waitedMs = 0;
+  const pace = new BodyPace(limits, wire ?? { waitedMs: () => waitedMs, bytes: () => bytes });
   try {
     for (;;) {
       const waitStartedAt = performance.now();
       const next = await nextWithin(chunks, limits.idleTimeoutMs);
+      waitedMs += performance.now() - waitStartedAt;
       if (next.done) return;
       bytes += next.value.length;
-      pace.check(performance.now() - waitStartedAt);
+      pace.check();
       if (limits.maxBytes > 0 && bytes > limits.maxBytes) throw tooLarge(limits.maxBytes);
       if (
         gunzip !== undefined &&
@@ -110,36 +114,69 @@ function tooLarge(maxBytes: number): AppError {
   return new AppError('payload_too_large', `the bulk body is larger than ${maxBytes} bytes (BULK_MAX_BYTES)`);
 }
 
+/** Bytes of a body received on the wire so far, and the time the gateway was ready to take more. */
+interface WireMeter {
+  waitedMs(): number;
+  bytes(): number;
+}
+
 /**
- * Whether a body arrives fast enough. Only the time spent waiting for the client counts: while the
- * gateway does not read (backpressure from a full buffer), the client cannot send either. A trickle of
- * a byte every few seconds never trips the idle timeout, but fails here within two windows.
+ * The wire side of a request piped into gunzip: its compressed bytes, and the time it flowed. While
+ * gunzip is busy or its reader is slow, the pipe pauses the request; that time is not the client's.
+ */
+function pipedWire(req: Readable): WireMeter {
+  let bytes = 0;
+  let waitedMs = 0;
+  let flowingSince: number | undefined;
+  const start = (): void => {
+    flowingSince ??= performance.now();
+  };
+  const stop = (): void => {
+    if (flowingSince !== undefined) waitedMs += performance.now() - flowingSince;
+    flowingSince = undefined;
+  };
+  req.on('data', (chunk: Buffer) => {
+    bytes += chunk.length;
+  });
+  req.on('resume', start);
+  req.on('pause', stop);
+  req.once('end', stop);
+  req.once('close', stop);
+  if (req.readableFlowing === true) start();
+  return {
+    waitedMs: () => waitedMs + (flowingSince === undefined ? 0 : performance.now() - flowingSince),
+    bytes: () => bytes,
+  };
+}
+
+/**
+ * Whether a body arrives fast enough: at least `minBytesPerSecond` on the wire, on average over each
+ * window of `idleTimeoutMs` that the gateway spent ready to take it. While the gateway does not read
+ * (backpressure from a full buffer, a busy gunzip), the client cannot send, and that time is not
+ * counted. A trickle of a byte every few seconds never trips the idle timeout, but fails here.
  */
 class BodyPace {
-  private waitedMs = 0;
-  private bytesAtWindowStart = 0;
+  private windowStart = { waitedMs: 0, bytes: 0 };
 
   constructor(
     private readonly limits: BodyLimits,
-    /** Bytes received on the wire so far (compressed ones, for a gzip body). */
-    private readonly received: () => number,
+    private readonly wire: WireMeter,
   ) {}
 
-  check(waitedMs: number): void {
+  check(): void {
     const { idleTimeoutMs: windowMs, minBytesPerSecond = 0 } = this.limits;
     if (windowMs <= 0 || minBytesPerSecond <= 0) return;
-    this.waitedMs += waitedMs;
-    if (this.waitedMs < windowMs) return;
-    const bytes = this.received() - this.bytesAtWindowStart;
-    if (bytes < (minBytesPerSecond * this.waitedMs) / 1000) {
+    const waitedMs = this.wire.waitedMs() - this.windowStart.waitedMs;
+    if (waitedMs < windowMs) return;
+    const bytes = this.wire.bytes() - this.windowStart.bytes;
+    if (bytes < (minBytesPerSecond * waitedMs) / 1000) {
       throw new AppError(
         'request_timeout',
-        `the body arrived at ${Math.floor((bytes * 1000) / this.waitedMs)} bytes/s over ${Math.round(this.waitedMs)} ms, ` +
+        `the body arrived at ${Math.floor((bytes * 1000) / waitedMs)} bytes/s over ${Math.round(waitedMs)} ms, ` +
           `less than ${minBytesPerSecond} (BODY_MIN_BYTES_PER_SECOND)`,
       );
     }
-    this.waitedMs = 0;
-    this.bytesAtWindowStart = this.received();
+    this.windowStart = { waitedMs: this.wire.waitedMs(), bytes: this.wire.bytes() };
   }
 }
 

@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { constants, createGzip } from 'node:zlib';
 import type { Gateway } from '../../src/gateway';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
@@ -59,10 +60,30 @@ function rawClient(url: string): Promise<RawClient> {
   });
 }
 
-const chunk = (text: string): string => `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`;
-const bulkHead = (url: string, path = '/v1/metrics/bulk'): string =>
+/** One chunk of a chunked body. */
+const chunk = (data: string | Buffer): Buffer => {
+  const bytes = Buffer.from(data);
+  return Buffer.concat([Buffer.from(`${bytes.length.toString(16)}\r\n`), bytes, Buffer.from('\r\n')]);
+};
+const bulkHead = (url: string, path = '/v1/metrics/bulk', extraHeaders = ''): string =>
   `POST ${path} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nContent-Type: application/x-ndjson\r\n` +
-  'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n';
+  `Transfer-Encoding: chunked\r\nConnection: close\r\n${extraHeaders}\r\n`;
+
+/** `lines` gzip-compressed, one part per line, each decodable on its own arrival (Z_SYNC_FLUSH). */
+async function gzipPerLine(lines: readonly string[]): Promise<Buffer[]> {
+  const gzip = createGzip();
+  let pending: Buffer[] = [];
+  gzip.on('data', (part: Buffer) => pending.push(part));
+  const parts: Buffer[] = [];
+  for (const text of lines) {
+    gzip.write(text);
+    await new Promise<void>((flushed) => gzip.flush(constants.Z_SYNC_FLUSH, () => flushed()));
+    parts.push(Buffer.concat(pending));
+    pending = [];
+  }
+  gzip.destroy();
+  return parts;
+}
 const getHealthz = (url: string): string =>
   `GET /healthz HTTP/1.1\r\nHost: ${new URL(url).host}\r\nConnection: close\r\n\r\n`;
 
@@ -164,29 +185,34 @@ describe('BODY_MIN_BYTES_PER_SECOND', () => {
     await gateway?.stop();
   });
 
-  it('cuts off a bulk body that trickles in (a line every 300 ms, never idle for BODY_IDLE_TIMEOUT_MS) with 408', async () => {
-    const client = await rawClient(gateway.url);
-    client.socket.write(bulkHead(gateway.url));
-    // 40 lines over 12 s if nothing stops it; each gap is well under the idle timeout.
-    let sent = 0;
-    const trickle = (async () => {
-      for (; sent < 40 && !client.socket.destroyed; sent++) {
-        client.socket.write(chunk(`${line(20)}\n`));
-        await sleep(300);
-      }
-      if (!client.socket.destroyed) client.socket.write('0\r\n\r\n');
-    })();
-    const reply = await client.closed;
-    await trickle;
-    expect(reply).toMatch(/^HTTP\/1\.1 408 /);
-    const answer = JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4));
-    expect(answer).toMatchObject({
-      error: 'request_timeout',
-      message: expect.stringMatching(/BODY_MIN_BYTES_PER_SECOND/),
-    });
-    // Cut off within two windows of waiting, not after the whole trickle.
-    expect(sent).toBeLessThan(40);
-  });
+  it.each(['identity', 'gzip'])(
+    'cuts off a bulk body (%s) that trickles in, a line every 300 ms, never idle for BODY_IDLE_TIMEOUT_MS, with 408',
+    async (encoding) => {
+      const lines = Array.from({ length: 40 }, () => `${line(20)}\n`);
+      const parts = encoding === 'gzip' ? await gzipPerLine(lines) : lines;
+      const client = await rawClient(gateway.url);
+      client.socket.write(bulkHead(gateway.url, undefined, `Content-Encoding: ${encoding}\r\n`));
+      // 40 lines over 12 s if nothing stops it; each gap is well under the idle timeout.
+      let sent = 0;
+      const trickle = (async () => {
+        for (; sent < parts.length && !client.socket.destroyed; sent++) {
+          client.socket.write(chunk(parts[sent] as string | Buffer));
+          await sleep(300);
+        }
+        if (!client.socket.destroyed) client.socket.write('0\r\n\r\n');
+      })();
+      const reply = await client.closed;
+      await trickle;
+      expect(reply).toMatch(/^HTTP\/1\.1 408 /);
+      const answer = JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4));
+      expect(answer).toMatchObject({
+        error: 'request_timeout',
+        message: expect.stringMatching(/BODY_MIN_BYTES_PER_SECOND/),
+      });
+      // Cut off within two windows of waiting, not after the whole trickle.
+      expect(sent).toBeLessThan(parts.length);
+    },
+  );
 
   it('takes a bulk body that is slow but keeps up the rate', async () => {
     const client = await rawClient(gateway.url);
