@@ -152,7 +152,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const stop = createShutdown({
+  const shutdown = createShutdown({
     server,
     batcher,
     pool,
@@ -160,10 +160,15 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     timeoutMs: config.shutdownTimeoutMs,
     // Rows still unwritten at the deadline stay in the spool's files, for the next start to replay.
     closeAfterFlush: async () => {
-      await keyChanges?.close();
       await spool?.close();
       await releaseSpoolDir?.();
     },
   });
+  // The key listener closes last: a revocation still reaches the requests that are being drained.
+  const stop: Gateway['stop'] = async () => {
+    const outcome = await shutdown();
+    await keyChanges?.close();
+    return outcome;
+  };
   return { url, server, pool, batcher, stop };
 }
