@@ -24,13 +24,24 @@ export interface Config {
   readonly seedDemoData: boolean;
   /** Every route but /healthz and /readyz (and /metrics, /docs unless asked) needs `Authorization: Bearer KEY`. */
   readonly authRequired: boolean;
-  /** How long a key lookup is trusted: a revoked key stops working within this. */
+  /** How long a key lookup is trusted when no change to it is announced (api-key-changes.ts). */
   readonly authCacheTtlMs: number;
   readonly metricsAuthRequired: boolean;
   readonly docsAuthRequired: boolean;
   /** Requests per second per API key; 0: no limit. */
   readonly rateLimitPerKeyRps: number;
   readonly rateLimitBurst: number;
+  /** Lookups of API keys not in the cache per second per client address; 0: no limit. */
+  readonly authLookupRatePerAddress: number;
+  readonly authLookupBurstPerAddress: number;
+  /** API key lookups running at once, so that a flood of unknown keys leaves the pool to the writer. */
+  readonly authLookupConcurrency: number;
+  /** TCP connections the HTTP server holds at once; more are closed at once. */
+  readonly maxConnections: number;
+  /** Bulk uploads in progress at once; the next gets 429 before its body is read. 0: no limit. */
+  readonly bulkMaxConcurrent: number;
+  /** A bulk body must arrive at this rate, on average over each BODY_IDLE_TIMEOUT_MS of waiting for it; 0: any. */
+  readonly bodyMinBytesPerSecond: number;
   readonly metricMaxBytes: number;
   readonly bulkMaxLineBytes: number;
   /** Bytes of a bulk body after decompression; 0: no limit. */
@@ -102,7 +113,7 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
   {
     name: 'AUTH_CACHE_TTL_MS',
     default: '30000',
-    meaning: 'how long a key lookup is cached; a revoked key stops working within this',
+    meaning: 'how long a key lookup is cached when no change is announced (reconnecting); revocations apply at once',
   },
   {
     name: 'METRICS_AUTH_REQUIRED',
@@ -120,6 +131,29 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
     meaning: 'with AUTH_REQUIRED: requests per second per key per gateway, then 429',
   },
   { name: 'RATE_LIMIT_BURST', default: 'RATE_LIMIT_PER_KEY_RPS', meaning: 'requests per key allowed at once' },
+  {
+    name: 'AUTH_LOOKUP_RATE_PER_ADDRESS',
+    default: '20',
+    meaning:
+      'with AUTH_REQUIRED: lookups of keys not in the cache per second per client address (IPv6: per /64), then 429; 0: no limit',
+  },
+  { name: 'AUTH_LOOKUP_BURST_PER_ADDRESS', default: '40', meaning: 'such lookups a client address may make at once' },
+  {
+    name: 'AUTH_LOOKUP_CONCURRENCY',
+    default: '4 (at most PG_POOL_MAX - FLUSH_CONCURRENCY)',
+    meaning: 'key lookups running at once per gateway; 64 times as many wait, more get 429',
+  },
+  { name: 'MAX_CONNECTIONS', default: '1024', meaning: 'TCP connections held at once; more are closed at once' },
+  {
+    name: 'BULK_MAX_CONCURRENT',
+    default: '16',
+    meaning: 'bulk uploads in progress at once; the next gets 429 before its body is read; 0: no limit',
+  },
+  {
+    name: 'BODY_MIN_BYTES_PER_SECOND',
+    default: '1024',
+    meaning: 'a bulk body arriving slower than this over BODY_IDLE_TIMEOUT_MS gets 408; 0: any rate',
+  },
   { name: 'METRIC_MAX_BYTES', default: '16384', meaning: 'largest body of POST /v1/metrics' },
   { name: 'BULK_MAX_LINE_BYTES', default: '65536', meaning: 'longest NDJSON line of a bulk upload' },
   {
@@ -147,7 +181,7 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
     name: 'PG_POOL_MAX',
     default: '10',
     meaning:
-      'PostgreSQL connections at most: FLUSH_CONCURRENCY + 1 for writing batches, the rest (at least 1) for requests',
+      'PostgreSQL connections at most: FLUSH_CONCURRENCY + 1 for writing batches, the rest (at least 1) for requests; with AUTH_REQUIRED, one more listens for key changes',
   },
   {
     name: 'REQUEST_DEADLINE_MS',
@@ -210,6 +244,8 @@ export function loadConfig(env: Env = process.env): Config {
 
   const rateLimitPerKeyRps = integer('RATE_LIMIT_PER_KEY_RPS', 0, 0, 1_000_000);
   const ackTimeoutMs = integer('ACK_TIMEOUT_MS', 10_000, 100, 600_000);
+  const pgPoolMax = integer('PG_POOL_MAX', 10, 3, 1000);
+  const flushConcurrency = integer('FLUSH_CONCURRENCY', 2, 1, 64);
 
   const config: Config = {
     databaseUrl,
@@ -220,7 +256,7 @@ export function loadConfig(env: Env = process.env): Config {
     batchMaxRows: integer('BATCH_MAX_ROWS', 5000, 1, 1_000_000),
     batchMaxWaitMs: integer('BATCH_MAX_WAIT_MS', 5, 0, 60_000),
     bufferMaxRows: integer('BUFFER_MAX_ROWS', 200_000, 1, 100_000_000),
-    flushConcurrency: integer('FLUSH_CONCURRENCY', 2, 1, 64),
+    flushConcurrency,
     ackTimeoutMs,
     bulkBackpressureTimeoutMs: integer('BULK_BACKPRESSURE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000),
@@ -232,6 +268,17 @@ export function loadConfig(env: Env = process.env): Config {
     docsAuthRequired: bool('DOCS_AUTH_REQUIRED', false),
     rateLimitPerKeyRps,
     rateLimitBurst: integer('RATE_LIMIT_BURST', Math.max(1, rateLimitPerKeyRps), 1, 1_000_000),
+    authLookupRatePerAddress: integer('AUTH_LOOKUP_RATE_PER_ADDRESS', 20, 0, 1_000_000),
+    authLookupBurstPerAddress: integer('AUTH_LOOKUP_BURST_PER_ADDRESS', 40, 1, 1_000_000),
+    authLookupConcurrency: integer(
+      'AUTH_LOOKUP_CONCURRENCY',
+      Math.max(1, Math.min(4, pgPoolMax - flushConcurrency - 1)),
+      1,
+      1000,
+    ),
+    maxConnections: integer('MAX_CONNECTIONS', 1024, 1, 1_000_000),
+    bulkMaxConcurrent: integer('BULK_MAX_CONCURRENT', 16, 0, 1_000_000),
+    bodyMinBytesPerSecond: integer('BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1_073_741_824),
     metricMaxBytes: integer('METRIC_MAX_BYTES', 16_384, 256, 10_485_760),
     bulkMaxLineBytes: integer('BULK_MAX_LINE_BYTES', 65_536, 256, 10_485_760),
     bulkMaxBytes: integer('BULK_MAX_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
@@ -239,7 +286,7 @@ export function loadConfig(env: Env = process.env): Config {
     bodyIdleTimeoutMs: integer('BODY_IDLE_TIMEOUT_MS', 30_000, 0, 3_600_000),
     headersTimeoutMs: integer('HEADERS_TIMEOUT_MS', 20_000, 100, 3_600_000),
     requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 0, 0, 86_400_000),
-    pgPoolMax: integer('PG_POOL_MAX', 10, 3, 1000),
+    pgPoolMax,
     requestDeadlineMs: integer('REQUEST_DEADLINE_MS', Math.max(10_000, ackTimeoutMs), 100, 600_000),
     writeStallTimeoutMs: integer('WRITE_STALL_TIMEOUT_MS', 30_000, 0, 3_600_000),
     spoolEnabled: bool('SPOOL', true),
@@ -255,6 +302,12 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push(
       `PG_POOL_MAX (${config.pgPoolMax}) must be at least FLUSH_CONCURRENCY + 2 (${config.flushConcurrency + 2}): ` +
         'FLUSH_CONCURRENCY + 1 connections write batches, the rest serve requests',
+    );
+  }
+  const requestConnections = config.pgPoolMax - config.flushConcurrency - 1;
+  if (config.authLookupConcurrency > requestConnections) {
+    problems.push(
+      `AUTH_LOOKUP_CONCURRENCY (${config.authLookupConcurrency}) must be at most PG_POOL_MAX - FLUSH_CONCURRENCY - 1 (${requestConnections}), the connections that serve requests`,
     );
   }
   // Settings that would silently do nothing are refused: someone would believe they protect something.

@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import { databaseIsEmpty, seedDemoData } from '../../seed/seed-database';
+import { ApiKeyChangeListener } from './auth/api-key-changes';
 import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';
 import { listMigrationNames, migrate, pendingMigrations } from './db/migrate';
@@ -138,6 +139,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     onRefused: telemetry.rowsRefused,
     logger: logger.child({ module: 'intake' }),
   });
+  const access = accessControlFor(config, requestPool, logger.child({ module: 'auth' }));
   const app = createApp({
     logger,
     pool: requestPool,
@@ -146,12 +148,14 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     readiness: readinessCheck(requestPool, await listMigrationNames()),
     metricMaxBytes: config.metricMaxBytes,
     requestDeadlineMs: config.requestDeadlineMs,
-    accessControl: accessControlFor(config, requestPool, logger.child({ module: 'auth' })),
+    accessControl: access?.handler,
     bulkBodyLimits: {
       maxBytes: config.bulkMaxBytes,
       maxGzipRatio: config.bulkGzipMaxRatio,
       idleTimeoutMs: config.bodyIdleTimeoutMs,
+      minBytesPerSecond: config.bodyMinBytesPerSecond,
     },
+    bulkMaxConcurrent: config.bulkMaxConcurrent,
     metricsRegistry: telemetry.registry,
     onRefused: telemetry.rowsRefused,
     status: { stats, rejections },
@@ -166,11 +170,20 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     });
   });
   stats.start();
+  // Started once listening: its first LISTEN empties the key cache, so nothing cached before is missed.
+  const keyChanges =
+    access &&
+    new ApiKeyChangeListener({
+      connectionString: databaseUrl,
+      subscriber: access.authenticator,
+      logger: logger.child({ module: 'auth' }),
+    });
+  await keyChanges?.start();
   server.once('close', () => stats.stop());
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const stop = createShutdown({
+  const shutdown = createShutdown({
     server,
     batcher,
     logger,
@@ -182,5 +195,11 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
       await Promise.all([pool.end(), requestPool.end()]);
     },
   });
+  // The key listener closes last: a revocation still reaches the requests that are being drained.
+  const stop: Gateway['stop'] = async () => {
+    const outcome = await shutdown();
+    await keyChanges?.close();
+    return outcome;
+  };
   return { url, server, pool, requestPool, batcher, stop };
 }

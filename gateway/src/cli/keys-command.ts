@@ -13,7 +13,7 @@ import { sqlState } from '../db/sqlstate';
 
 export const KEYS_USAGE = `usage: npm run keys -- <command>
   create --name NAME --scope ingest|admin   create a key; it is printed once, as the last line
-  revoke --name NAME                        revoke a key; gateways refuse it within AUTH_CACHE_TTL_MS
+  revoke --name NAME                        revoke a key; running gateways refuse it at once
   list                                      every key's name, scope and dates (never the key)
 NAME: letters, digits and . _ @ -, at most 100 characters. ingest may post metrics; admin may do everything.`;
 
@@ -108,7 +108,8 @@ export async function runKeysCommand(
         out(
           revoked.already
             ? `API key ${JSON.stringify(command.name)} was already revoked at ${revoked.revokedAt.toISOString()}`
-            : `API key ${JSON.stringify(command.name)} revoked; running gateways refuse it within ${cacheTtlMs} ms (AUTH_CACHE_TTL_MS)`,
+            : `API key ${JSON.stringify(command.name)} revoked; running gateways refuse it at once ` +
+                `(within ${cacheTtlMs} ms, AUTH_CACHE_TTL_MS, if one is reconnecting to PostgreSQL)`,
         );
         return 0;
       }

@@ -2,8 +2,9 @@ import type { RequestHandler, Response } from 'express';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import { findActiveApiKey, type ApiKeyPrincipal, type Scope } from '../auth/api-keys';
+import { addressGroup } from '../auth/address-group';
 import { ApiKeyAuthenticator } from '../auth/authenticator';
-import { KeyRateLimiter } from '../auth/rate-limiter';
+import { TokenBucketLimiter } from '../auth/rate-limiter';
 import type { Config } from '../config';
 import { AppError } from '../errors';
 import { routePath } from './route-path';
@@ -61,15 +62,25 @@ function unauthorized(res: Response, message: string, invalidToken: boolean): Ap
 export interface AccessControlOptions {
   readonly authenticator: ApiKeyAuthenticator;
   readonly paths: PathPolicy;
-  readonly rateLimiter?: KeyRateLimiter;
+  readonly rateLimiter?: TokenBucketLimiter<number>;
+  /** Lookups of keys not in the cache, per client address group (address-group.ts). */
+  readonly lookupBudget?: TokenBucketLimiter<string>;
 }
+
+/** Client addresses whose lookup budgets are kept at most; the least recently seen are forgotten first. */
+const LOOKUP_BUDGET_ADDRESSES = 10_000;
 
 /**
  * The one middleware that checks API keys, installed before every route when AUTH_REQUIRED=true:
  * 401 without a valid key, 403 when the key's scope is too small, 429 past the key's rate limit.
  * Answers never repeat the key; the log line of the request names the key, never shows it.
  */
-export function accessControl({ authenticator, paths, rateLimiter }: AccessControlOptions): RequestHandler {
+export function accessControl({
+  authenticator,
+  paths,
+  rateLimiter,
+  lookupBudget,
+}: AccessControlOptions): RequestHandler {
   return async (req, res, next) => {
     const needed = requirementOf(req.method, req.path, paths);
     if (needed === 'open') return next();
@@ -80,7 +91,10 @@ export function accessControl({ authenticator, paths, rateLimiter }: AccessContr
     }
     const token = BEARER.exec(header)?.[1];
     if (token === undefined) throw unauthorized(res, 'the Authorization header must be "Bearer <key>"', true);
-    const principal: ApiKeyPrincipal | undefined = await authenticator.authenticate(token);
+    const principal: ApiKeyPrincipal | undefined = await authenticator.authenticate(
+      token,
+      lookupBudget && (() => lookupBudget.take(addressGroup(req.ip))),
+    );
     if (principal === undefined) throw unauthorized(res, 'the API key is unknown or revoked', true);
 
     req.log.setBindings({ apiKey: principal.name });
@@ -116,7 +130,10 @@ export function pathPolicy(config: Pick<Config, 'metricsAuthRequired' | 'docsAut
   return { open, anyKey };
 }
 
-/** The access control that `config` asks for, or undefined when AUTH_REQUIRED=false (everything open). */
+/**
+ * The access control that `config` asks for and the authenticator it uses (for api-key-changes.ts to
+ * tell of changes), or undefined when AUTH_REQUIRED=false (everything open).
+ */
 export function accessControlFor(
   config: Pick<
     Config,
@@ -126,21 +143,35 @@ export function accessControlFor(
     | 'docsAuthRequired'
     | 'rateLimitPerKeyRps'
     | 'rateLimitBurst'
+    | 'authLookupRatePerAddress'
+    | 'authLookupBurstPerAddress'
+    | 'authLookupConcurrency'
   >,
   pool: Pool,
   logger: Logger,
-): RequestHandler | undefined {
+): { handler: RequestHandler; authenticator: ApiKeyAuthenticator } | undefined {
   if (!config.authRequired) return undefined;
-  return accessControl({
-    authenticator: new ApiKeyAuthenticator({
-      lookup: (keyHash) => findActiveApiKey(pool, keyHash),
-      ttlMs: config.authCacheTtlMs,
-      logger,
-    }),
+  const authenticator = new ApiKeyAuthenticator({
+    lookup: (keyHash) => findActiveApiKey(pool, keyHash),
+    ttlMs: config.authCacheTtlMs,
+    logger,
+    maxConcurrentLookups: config.authLookupConcurrency,
+  });
+  const handler = accessControl({
+    authenticator,
     paths: pathPolicy(config),
     rateLimiter:
       config.rateLimitPerKeyRps > 0
-        ? new KeyRateLimiter({ ratePerSecond: config.rateLimitPerKeyRps, burst: config.rateLimitBurst })
+        ? new TokenBucketLimiter({ ratePerSecond: config.rateLimitPerKeyRps, burst: config.rateLimitBurst })
+        : undefined,
+    lookupBudget:
+      config.authLookupRatePerAddress > 0
+        ? new TokenBucketLimiter({
+            ratePerSecond: config.authLookupRatePerAddress,
+            burst: config.authLookupBurstPerAddress,
+            maxKeys: LOOKUP_BUDGET_ADDRESSES,
+          })
         : undefined,
   });
+  return { handler, authenticator };
 }

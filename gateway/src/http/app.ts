@@ -7,6 +7,7 @@ import type { IntakeOptions, MetricIntake } from '../ingest/intake';
 import type { ReferenceCache } from '../ingest/references';
 import { adminRoutes } from './admin-routes';
 import { smallBodyDeadline } from './body-deadline';
+import { bulkUploadLimit } from './bulk-upload-limit';
 import type { BodyLimits } from './body-source';
 import { docsRoutes } from './docs-routes';
 import { errorHandler, notFoundHandler } from './error-handler';
@@ -31,6 +32,8 @@ export interface AppDependencies {
   readonly accessControl?: RequestHandler;
   /** Limits on a bulk upload's body; none when unset. */
   readonly bulkBodyLimits?: BodyLimits;
+  /** Bulk uploads in progress at once (BULK_MAX_CONCURRENT); 0 or unset: no limit. */
+  readonly bulkMaxConcurrent?: number;
   /** Served at GET /metrics. */
   readonly metricsRegistry: Registry;
   /** Every non-bulk request is answered within this (503 if nothing else answered it); none: no deadline. */
@@ -62,6 +65,7 @@ export function createApp(deps: AppDependencies): Express {
   if (deps.requestDeadlineMs !== undefined) app.use(requestDeadline(deps.requestDeadlineMs));
   if (deps.accessControl !== undefined) app.use(deps.accessControl);
   app.use(smallBodyDeadline(deps.bulkBodyLimits?.idleTimeoutMs ?? 0));
+  app.use(bulkUploadLimit(deps.bulkMaxConcurrent ?? 0));
   // The ingest routes first: they take nearly all requests, and Express tries routers in order.
   if (deps.status !== undefined) app.use(rejectionRecorder(deps.status.rejections));
   app.use(

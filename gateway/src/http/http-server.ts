@@ -7,9 +7,13 @@ import type { Config } from '../config';
  * HEADERS_TIMEOUT_MS and the whole request within REQUEST_TIMEOUT_MS, else Node answers 408 and closes
  * the connection. Node checks these every `connectionsCheckingInterval` (30 s by default, too coarse for
  * timeouts of seconds). A bulk body that stalls is cut off sooner by BODY_IDLE_TIMEOUT_MS (body-source.ts).
+ * Past MAX_CONNECTIONS open connections, Node closes each new one at once.
  */
-export function createHttpServer(app: Express, config: Pick<Config, 'headersTimeoutMs' | 'requestTimeoutMs'>): Server {
-  return createServer(
+export function createHttpServer(
+  app: Express,
+  config: Pick<Config, 'headersTimeoutMs' | 'requestTimeoutMs' | 'maxConnections'>,
+): Server {
+  const server = createServer(
     {
       headersTimeout: config.headersTimeoutMs,
       requestTimeout: config.requestTimeoutMs,
@@ -17,4 +21,6 @@ export function createHttpServer(app: Express, config: Pick<Config, 'headersTime
     },
     app,
   );
+  server.maxConnections = config.maxConnections;
+  return server;
 }

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createApiKey, generateApiKey, revokeApiKey } from '../../src/auth/api-keys';
@@ -109,19 +110,18 @@ describe('without a valid key', () => {
     }
   });
 
-  it('stops taking a revoked key within AUTH_CACHE_TTL_MS', async () => {
+  // How soon every gateway refuses a revoked key is key-revocation.test.ts's subject.
+  it('refuses a revoked key', async () => {
     const { key } = await createApiKey(db.pool, 'soon-revoked', 'admin');
     expect((await postJson(`${gateway.url}/v1/metrics`, metric(4), bearer(key))).status).toBe(201);
     await revokeApiKey(db.pool, 'soon-revoked');
-    const revokedAt = Date.now();
     let response = await postJson(`${gateway.url}/v1/metrics`, metric(5), bearer(key));
-    while (response.status !== 401 && Date.now() - revokedAt < CACHE_TTL_MS + 2000) {
-      expect(response.status).toBe(201); // still cached
+    for (let tries = 0; response.status !== 401 && tries < 600; tries++) {
+      expect(response.status).toBe(201); // the announcement of the revocation is on its way
       await sleep(25);
       response = await postJson(`${gateway.url}/v1/metrics`, metric(5), bearer(key));
     }
     expectUnauthorized(response, true);
-    expect(Date.now() - revokedAt).toBeLessThan(CACHE_TTL_MS + 500);
   });
 });
 
@@ -236,17 +236,24 @@ describe('RATE_LIMIT_PER_KEY_RPS', () => {
     await limited?.stop();
   });
 
-  it('answers 429 overloaded with Retry-After past a key’s burst, per key, and lets it in again once refilled', async () => {
+  // No bound here depends on how fast this machine is: refills during the burst are allowed for, and
+  // waiting Retry-After can only add tokens (the refill itself is tested with a clock in unit/auth).
+  it('answers 429 overloaded with Retry-After past a key’s burst, per key, and lets it in again after Retry-After', async () => {
     const send = (key: string) => postJson(`${limited.url}/v1/metrics?wait=false`, metric(40), bearer(key));
-    const burst = [await send(ingestKey), await send(ingestKey), await send(ingestKey)];
-    expect(burst.map((response) => response.status)).toEqual([202, 202, 202]);
-    const refused = await send(ingestKey);
-    expect(refused).toMatchObject({ status: 429, body: { error: 'overloaded' } });
-    expect(refused.headers.get('retry-after')).toBe('1');
+    const started = performance.now();
+    let taken = 0;
+    let response = await send(ingestKey);
+    for (; response.status === 202 && taken < 100; response = await send(ingestKey)) taken++;
+    const elapsedSeconds = (performance.now() - started) / 1000;
+    expect(response).toMatchObject({ status: 429, body: { error: 'overloaded' } });
+    expect(response.headers.get('retry-after')).toBe('1');
+    // The burst of 3, and at 2 requests/s whatever refilled while they were sent.
+    expect(taken).toBeGreaterThanOrEqual(3);
+    expect(taken).toBeLessThanOrEqual(3 + Math.ceil(elapsedSeconds * 2));
     // Another key has a bucket of its own; the probes have none.
     expect((await send(adminKey)).status).toBe(202);
     expect((await request(`${limited.url}/healthz`)).status).toBe(200);
-    await sleep(600); // 2 requests/s: one token back after 500 ms
+    await sleep(1000);
     expect((await send(ingestKey)).status).toBe(202);
   });
 });

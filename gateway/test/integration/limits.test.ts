@@ -251,7 +251,8 @@ describe('slow clients', () => {
   it.each(['/v1/metrics/bulk', '/V1/Metrics/Bulk/'])(
     'does not cut off a bulk body that is slow but keeps coming (%s)',
     async (bulkPath) => {
-      const chunks = Array.from({ length: 5 }, () => Buffer.from(`${line(32)}\n`));
+      // 20 lines (about 2 KiB) per chunk: slow, but above BODY_MIN_BYTES_PER_SECOND (1024 by default).
+      const chunks = Array.from({ length: 5 }, () => Buffer.from(`${line(32)}\n`.repeat(20)));
       const response = await new Promise<{ status: number; body: any }>((resolve, reject) => {
         const req = httpRequest(
           `${gateway.url}${bulkPath}`,
@@ -273,7 +274,7 @@ describe('slow clients', () => {
           req.end();
         })();
       });
-      expect(response).toMatchObject({ status: 200, body: { accepted: 5, rejected: 0 } });
+      expect(response).toMatchObject({ status: 200, body: { accepted: 100, rejected: 0 } });
     },
   );
 

@@ -1,6 +1,8 @@
 import { generateApiKey, hashApiKey, isWellFormedApiKey, type ApiKeyPrincipal } from '../../src/auth/api-keys';
-import { ApiKeyAuthenticator } from '../../src/auth/authenticator';
-import { KeyRateLimiter } from '../../src/auth/rate-limiter';
+import { addressGroup } from '../../src/auth/address-group';
+import { ApiKeyAuthenticator, LOOKUPS_WAITING_PER_SLOT } from '../../src/auth/authenticator';
+import { ConcurrencyLimit } from '../../src/auth/concurrency-limit';
+import { TokenBucketLimiter } from '../../src/auth/rate-limiter';
 import { loadConfig } from '../../src/config';
 import { pathPolicy, requirementOf } from '../../src/http/access-control';
 import { testLogger } from '../helpers/logger';
@@ -116,12 +118,96 @@ describe('ApiKeyAuthenticator', () => {
     setFailing(false);
     expect(await authenticator.authenticate(key)).toBe(FLEET);
   });
+
+  it('asks again at once for a key it was told to forget, or after forgetAll', async () => {
+    const { key, lookup, authenticator, revoke } = setUp();
+    expect(await authenticator.authenticate(key)).toBe(FLEET);
+    revoke();
+    authenticator.forget(hashApiKey(key).toString('hex'));
+    expect(await authenticator.authenticate(key)).toBeUndefined();
+    expect(lookup).toHaveBeenCalledTimes(2);
+    authenticator.forgetAll();
+    expect(await authenticator.authenticate(key)).toBeUndefined();
+    expect(lookup).toHaveBeenCalledTimes(3);
+  });
+
+  it('does not keep the answer of a lookup that was running when its key was forgotten', async () => {
+    const { key, lookup, authenticator, revoke } = setUp();
+    // The lookup reads the key as valid; the revocation commits and is announced before its answer lands.
+    const first = authenticator.authenticate(key);
+    revoke();
+    authenticator.forget(hashApiKey(key).toString('hex'));
+    expect(await first).toBe(FLEET);
+    expect(await authenticator.authenticate(key)).toBeUndefined();
+    expect(lookup).toHaveBeenCalledTimes(2);
+  });
+
+  it('looks up a key not known to be valid only within the budget it is given, and says when to retry', async () => {
+    const { key, lookup, authenticator, advance } = setUp();
+    const refuse = () => ({ allowed: false, retryAfterSeconds: 3 }) as const;
+    await expect(authenticator.authenticate(generateApiKey(), refuse)).rejects.toMatchObject({
+      code: 'overloaded',
+      retryAfterSeconds: 3,
+    });
+    expect(lookup).not.toHaveBeenCalled();
+    // A valid key is looked up within the budget; once cached, and when re-checked, it needs none.
+    expect(await authenticator.authenticate(key, () => ({ allowed: true }))).toBe(FLEET);
+    expect(await authenticator.authenticate(key, refuse)).toBe(FLEET);
+    advance(30_000);
+    expect(await authenticator.authenticate(key, refuse)).toBe(FLEET);
+    expect(lookup).toHaveBeenCalledTimes(2);
+  });
+
+  it('runs at most maxConcurrentLookups lookups at once, lets a bounded line wait, and refuses the rest', async () => {
+    const key = generateApiKey();
+    const release: (() => void)[] = [];
+    let running = 0;
+    let mostRunning = 0;
+    const lookup = jest.fn(
+      (hash: Buffer) =>
+        new Promise<ApiKeyPrincipal | undefined>((resolve) => {
+          mostRunning = Math.max(mostRunning, ++running);
+          release.push(() => {
+            running--;
+            resolve(hash.equals(hashApiKey(key)) ? FLEET : undefined);
+          });
+        }),
+    );
+    let now = 0;
+    const authenticator = new ApiKeyAuthenticator({
+      lookup,
+      ttlMs: 1000,
+      logger: testLogger,
+      now: () => now,
+      maxConcurrentLookups: 2,
+    });
+    const valid = authenticator.authenticate(key);
+    await Promise.resolve();
+    release.shift()?.();
+    expect(await valid).toBe(FLEET);
+
+    const capacity = 2 + 2 * LOOKUPS_WAITING_PER_SLOT;
+    const flood = Array.from({ length: capacity }, () => authenticator.authenticate(generateApiKey()));
+    await expect(authenticator.authenticate(generateApiKey())).rejects.toMatchObject({
+      code: 'overloaded',
+      message: expect.stringMatching(/AUTH_LOOKUP_CONCURRENCY/),
+    });
+    // A valid key due for a re-check keeps its answer meanwhile rather than being refused.
+    now += 1000;
+    expect(await authenticator.authenticate(key)).toBe(FLEET);
+    while (release.length > 0 || running > 0) {
+      release.shift()?.();
+      await new Promise(setImmediate);
+    }
+    expect(await Promise.all(flood)).toEqual(Array.from({ length: capacity }, () => undefined));
+    expect(mostRunning).toBe(2);
+  });
 });
 
-describe('KeyRateLimiter', () => {
+describe('TokenBucketLimiter', () => {
   it('lets a burst through, then the rate, per key, and says when to retry', () => {
     let now = 0;
-    const limiter = new KeyRateLimiter({ ratePerSecond: 2, burst: 3 }, () => now);
+    const limiter = new TokenBucketLimiter<number>({ ratePerSecond: 2, burst: 3 }, () => now);
     expect([1, 2, 3].map(() => limiter.take(1).allowed)).toEqual([true, true, true]);
     expect(limiter.take(1)).toEqual({ allowed: false, retryAfterSeconds: 1 });
     expect(limiter.take(2).allowed).toBe(true);
@@ -134,9 +220,64 @@ describe('KeyRateLimiter', () => {
   });
 
   it('rounds Retry-After up to whole seconds at slow rates', () => {
-    const limiter = new KeyRateLimiter({ ratePerSecond: 0.1, burst: 1 }, () => 0);
+    const limiter = new TokenBucketLimiter<number>({ ratePerSecond: 0.1, burst: 1 }, () => 0);
     limiter.take(1);
     expect(limiter.take(1)).toEqual({ allowed: false, retryAfterSeconds: 10 });
+  });
+
+  it('keeps at most maxKeys buckets, forgetting the least recently used', () => {
+    const limiter = new TokenBucketLimiter<string>({ ratePerSecond: 1, burst: 1, maxKeys: 2 }, () => 0);
+    expect(['a', 'b', 'a'].map((key) => limiter.take(key).allowed)).toEqual([true, true, false]);
+    limiter.take('c'); // forgets b, the least recently used: a was used after it
+    expect(limiter.take('a').allowed).toBe(false);
+    expect(limiter.take('b').allowed).toBe(true); // a new, full bucket
+  });
+});
+
+describe('addressGroup', () => {
+  it.each([
+    ['127.0.0.1', '127.0.0.1'],
+    ['::ffff:10.1.2.3', '10.1.2.3'],
+    ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2::/64'],
+    ['2001:db8:1:2::9', '2001:db8:1:2::/64'],
+    ['2001:0db8:0000:0002:ffff::1', '2001:db8:0:2::/64'],
+    ['2001:db8::1', '2001:db8:0:0::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+    [undefined, 'unknown'],
+  ])('groups %s as %s', (address, group) => {
+    expect(addressGroup(address)).toBe(group);
+  });
+});
+
+describe('ConcurrencyLimit', () => {
+  it('runs at most maxRunning tasks at once, the others in order, and says when its line is full', async () => {
+    const limit = new ConcurrencyLimit(2, 1);
+    const started: number[] = [];
+    const finish: (() => void)[] = [];
+    const task = (n: number) => () =>
+      new Promise<number>((resolve) => {
+        started.push(n);
+        finish[n] = () => resolve(n);
+      });
+    const runs = [1, 2, 3].map((n) => limit.run(task(n)));
+    await Promise.resolve();
+    expect(started).toEqual([1, 2]);
+    expect(limit.full).toBe(true);
+    finish[1]?.();
+    expect(await runs[0]).toBe(1);
+    await new Promise(setImmediate);
+    expect(started).toEqual([1, 2, 3]);
+    expect(limit.full).toBe(false);
+    finish[2]?.();
+    finish[3]?.();
+    expect(await Promise.all(runs)).toEqual([1, 2, 3]);
+  });
+
+  it('frees the slot of a task that fails', async () => {
+    const limit = new ConcurrencyLimit(1, 0);
+    await expect(limit.run(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    expect(await limit.run(async () => 'next')).toBe('next');
   });
 });
 
@@ -188,7 +329,20 @@ describe('security configuration', () => {
       bodyIdleTimeoutMs: 30_000,
       headersTimeoutMs: 20_000,
       requestTimeoutMs: 0,
+      authLookupRatePerAddress: 20,
+      authLookupBurstPerAddress: 40,
+      authLookupConcurrency: 4,
+      maxConnections: 1024,
+      bulkMaxConcurrent: 16,
+      bodyMinBytesPerSecond: 1024,
     });
+  });
+
+  it('keeps key lookups from taking the connections COPY needs', () => {
+    expect(loadConfig({ PG_POOL_MAX: '4', FLUSH_CONCURRENCY: '2' }).authLookupConcurrency).toBe(2);
+    expect(() => loadConfig({ PG_POOL_MAX: '4', FLUSH_CONCURRENCY: '2', AUTH_LOOKUP_CONCURRENCY: '3' })).toThrow(
+      /AUTH_LOOKUP_CONCURRENCY \(3\) must be at most PG_POOL_MAX - FLUSH_CONCURRENCY \(2\)/,
+    );
   });
 
   it('requires keys by default in production, and AUTH_REQUIRED says otherwise', () => {
