@@ -70,7 +70,9 @@ export function createApp(deps: AppDependencies): Express {
   app.use(healthRoutes(deps.readiness));
   app.use(prometheusRoutes(deps.metricsRegistry));
   app.use(docsRoutes());
-  if (deps.status !== undefined) app.use(statusRoutes(deps.status.stats));
+  if (deps.status !== undefined) {
+    app.use(statusRoutes(deps.status.stats, { clientContentOpen: deps.accessControl === undefined }));
+  }
   app.use(adminRoutes({ pool: deps.pool, references: deps.references }));
   app.use(readRoutes({ pool: deps.pool }));
   app.use(notFoundHandler);

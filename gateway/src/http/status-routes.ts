@@ -4,6 +4,7 @@ import type { ErrorDetail } from '../errors';
 import { PROJECT_ROOT } from '../paths';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejection, RecentRejections } from '../telemetry/recent-rejections';
+import { principalOf } from './access-control';
 import { routePath } from './route-path';
 
 /** The page's files, in the repository (found from dist/ too, and in the Docker image). */
@@ -21,8 +22,16 @@ const PAGE_POLICY = [
   "frame-ancestors 'none'",
 ].join('; ');
 
+export interface StatusRoutesOptions {
+  /**
+   * Whether anyone may see what clients sent (the rejection messages): true when AUTH_REQUIRED=false,
+   * where everything is open; otherwise only a request with an admin key sees them.
+   */
+  readonly clientContentOpen: boolean;
+}
+
 /** GET / (the live status page), its files under /status/, and GET /v1/stats (what it shows). */
-export function statusRoutes(stats: IngestStats): Router {
+export function statusRoutes(stats: IngestStats, { clientContentOpen }: StatusRoutesOptions): Router {
   const router = Router();
 
   router.get('/', (_req, res) => {
@@ -42,7 +51,7 @@ export function statusRoutes(stats: IngestStats): Router {
     }),
   );
   router.get('/v1/stats', async (_req, res) => {
-    const snapshot = await stats.snapshot();
+    const snapshot = await stats.snapshot({ withMessages: clientContentOpen || principalOf(res)?.scope === 'admin' });
     res.setHeader('Cache-Control', 'no-store');
     res.json(snapshot);
   });
