@@ -14,6 +14,7 @@ import { healthRoutes, type ReadinessCheck } from './health-routes';
 import { metricsRoutes } from './metrics-routes';
 import { prometheusRoutes } from './prometheus-routes';
 import { readRoutes } from './read-routes';
+import { securityHeaders } from './security-headers';
 import { rejectionRecorder, statusRoutes } from './status-routes';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejections } from '../telemetry/recent-rejections';
@@ -44,6 +45,7 @@ export function createApp(deps: AppDependencies): Express {
   // Answers are small and never cached: hashing each one for an ETag is wasted work on the hot path.
   app.set('etag', false);
   app.set('query parser', 'simple');
+  app.use(securityHeaders());
   app.use(
     pinoHttp({
       logger: deps.logger,

@@ -46,7 +46,6 @@ export function statusRoutes(stats: IngestStats, { clientContentOpen }: StatusRo
       redirect: false,
       setHeaders: (res) => {
         res.setHeader('Content-Security-Policy', PAGE_POLICY);
-        res.setHeader('X-Content-Type-Options', 'nosniff');
       },
     }),
   );

@@ -19,7 +19,7 @@ import { startGatewayProcess, type GatewayProcess } from '../helpers/process';
 // The generator is seeded: a failure names the seed and the request, and replays exactly.
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_240_817);
-const REQUESTS_PER_GATEWAY = 2000;
+const REQUESTS_PER_GATEWAY = 1600;
 /** Every this many requests, one well-formed POST /v1/metrics that must be stored. */
 const WELL_FORMED_EVERY = 20;
 const CONCURRENCY = 24;
@@ -633,6 +633,8 @@ function wellFormedRequest(talkedTime: number, keys: Keys): Buffer {
 interface Exchange {
   /** The status codes of every answer read on the connection. */
   readonly statuses: number[];
+  /** The first answer's header block, without the status line. */
+  readonly headers: string;
   readonly head: string;
 }
 
@@ -651,7 +653,9 @@ function exchange(port: number, bytes: Buffer, idleMs = 300, deadlineMs = 8000):
       socket.destroy();
       const text = Buffer.concat(chunks).toString('latin1');
       const statuses = [...text.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3}) /g)].map((match) => Number(match[1]));
-      resolve({ statuses, head: text.slice(0, 300) });
+      const headerEnd = text.indexOf('\r\n\r\n');
+      const headers = headerEnd === -1 ? '' : text.slice(text.indexOf('\r\n') + 2, headerEnd);
+      resolve({ statuses, headers, head: text.slice(0, 1500) });
     };
     const deadline = setTimeout(finish, deadlineMs);
     socket.on('data', (chunk: Buffer) => {
@@ -686,6 +690,8 @@ interface FuzzResult {
   readonly sent: number;
   readonly answered: number;
   readonly serverErrors: string[];
+  /** Answers of the app without nosniff (Node's own refusals have no headers to speak of). */
+  readonly withoutSecurityHeaders: string[];
   readonly wellFormedFailures: string[];
   readonly storedExpected: number[];
   readonly rssGrowthBytes: number;
@@ -704,6 +710,7 @@ async function fuzz(gateway: GatewayProcess, keys: Keys, seed: number, talkedTim
       : { index: i, wellFormed: undefined, bytes: malformedRequest(g, keys) },
   );
   const serverErrors: string[] = [];
+  const withoutSecurityHeaders: string[] = [];
   const wellFormedFailures: string[] = [];
   const storedExpected: number[] = [];
   let answered = 0;
@@ -716,10 +723,14 @@ async function fuzz(gateway: GatewayProcess, keys: Keys, seed: number, talkedTim
     while (next < plan.length) {
       const item = plan[next++] as (typeof plan)[number];
       if (item.index === 200) rssAfterWarmUp = await rssBytes(pid);
-      const { statuses, head } = await exchange(port, item.bytes);
+      const { statuses, headers, head } = await exchange(port, item.bytes);
       if (statuses.length > 0) answered++;
       // Node's own refusals (a request it cannot parse) have no body; the app's answers are JSON or pages.
-      const key = statuses.length === 0 ? 'none' : `${statuses[0]}${/\r\ncontent-type:/i.test(head) ? '' : ' (node)'}`;
+      const fromApp = /^content-type:/im.test(headers);
+      const key = statuses.length === 0 ? 'none' : `${statuses[0]}${fromApp ? '' : ' (node)'}`;
+      if (fromApp && !/^x-content-type-options: nosniff$/im.test(headers)) {
+        withoutSecurityHeaders.push(`#${item.index} (seed ${seed}): ${abbreviated(item.bytes)}\n  -> ${head}`);
+      }
       statusCounts.set(key, (statusCounts.get(key) ?? 0) + 1);
       if (statuses.some((status) => status >= 500)) {
         serverErrors.push(`#${item.index} (seed ${seed}): ${abbreviated(item.bytes)}\n  -> ${head}`);
@@ -736,6 +747,7 @@ async function fuzz(gateway: GatewayProcess, keys: Keys, seed: number, talkedTim
     sent: plan.length,
     answered,
     serverErrors,
+    withoutSecurityHeaders,
     wellFormedFailures,
     storedExpected,
     rssGrowthBytes: rssAtEnd - rssAfterWarmUp,
@@ -868,6 +880,7 @@ describe('generated malformed requests', () => {
         );
 
         expect(result.serverErrors).toEqual([]);
+        expect(result.withoutSecurityHeaders).toEqual([]);
         expect(result.wellFormedFailures).toEqual([]);
         expect(gateway.child.exitCode).toBeNull();
         expect((await fetch(`${gateway.url}/healthz`)).status).toBe(200);

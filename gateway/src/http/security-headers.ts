@@ -1,0 +1,31 @@
+import type { RequestHandler } from 'express';
+import helmet from 'helmet';
+
+/**
+ * The headers every answer carries, set by helmet in one middleware before any route: the policy for
+ * data (JSON, Prometheus text), where nothing may load and nothing may frame the answer. The pages
+ * (the status page, /docs) replace the Content-Security-Policy with their own.
+ *
+ * No Strict-Transport-Security: the gateway speaks plain HTTP (loopback, or behind a proxy), where
+ * browsers ignore it; HSTS belongs to whatever terminates TLS, which alone knows that HTTPS is served.
+ */
+export function securityHeaders(): RequestHandler {
+  return helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    xContentTypeOptions: true,
+    xFrameOptions: { action: 'deny' },
+    referrerPolicy: { policy: 'no-referrer' },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+    crossOriginOpenerPolicy: { policy: 'same-origin' },
+    strictTransportSecurity: false,
+    // Headers for old browsers and plug-ins (IE, Flash) or for pages only: bytes on every answer for nothing.
+    crossOriginEmbedderPolicy: false,
+    originAgentCluster: false,
+    xDnsPrefetchControl: false,
+    xDownloadOptions: false,
+    xPermittedCrossDomainPolicies: false,
+    xXssProtection: false,
+    // app.disable('x-powered-by') already.
+    xPoweredBy: false,
+  }) as RequestHandler;
+}
