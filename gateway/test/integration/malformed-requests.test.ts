@@ -111,6 +111,7 @@ const ROUTES = [
   '/readyz',
   '/metrics',
   '/docs',
+  '/docs',
   '/docs/',
   '/docs/index.html',
   '/docs/swagger-ui.css',
@@ -387,8 +388,11 @@ function mutatedPath(g: Generator, route: string): string {
     const at = g.int(0, p.length);
     switch (g.int(0, 9)) {
       case 0:
-      case 1:
         p = p.slice(0, at) + g.pick(PERCENT_JUNK) + p.slice(at);
+        break;
+      case 1:
+        // Into the last segment, where a route has its parameter (/v1/users/:id).
+        p = p.replace(/[^/]*$/, (segment) => segment + g.pick(PERCENT_JUNK));
         break;
       case 2:
         p = p.toUpperCase();
@@ -522,6 +526,7 @@ const MUTATIONS: readonly ((g: Generator, d: Draft, keys: Keys) => void)[] = [
   (g, d) => void (d.query = g.pick(QUERIES)),
   (g, d) => void (d.origin = `${g.pick(SCHEMES)}://${g.pick(HOSTS)}`),
   (g, d) => void (d.origin = `http://${g.pick(HOSTS)}`),
+  (g, d) => void (d.origin = `http://x:${g.pick(['99999', '65536', '-1', '1e3', '0x50', ''])}`),
   (g, d) => void (d.version = g.pick(VERSIONS)),
   (g, d) =>
     void (d.requestLine = g.pick([
