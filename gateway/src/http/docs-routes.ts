@@ -1,6 +1,7 @@
 import express, { Router } from 'express';
 import path from 'node:path';
 import { buildOpenApiDocument } from './openapi';
+import { pageSecurityPolicy } from './security-headers';
 
 // The package's main module loads the whole bundle into Node; only its folder is needed.
 const SWAGGER_UI_DIR = path.dirname(require.resolve('swagger-ui-dist/package.json'));
@@ -36,21 +37,6 @@ const DOCS_SCRIPT = `window.addEventListener('load', function () {
 });
 `;
 
-/**
- * The docs page's policy: Swagger UI's bundle, styles and icons come from this gateway; its requests
- * (the document, "Try it out") go to this gateway only.
- */
-export const DOCS_PAGE_POLICY = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
-
 /** GET /openapi.json and the interactive page at GET /docs. */
 export function docsRoutes(): Router {
   const router = Router();
@@ -61,7 +47,7 @@ export function docsRoutes(): Router {
   });
 
   // strict routing is off, so '/docs/' matches /docs too: send that to /docs/ for the relative paths.
-  router.get(['/docs/', '/docs/index.html'], (req, res) => {
+  router.get(['/docs/', '/docs/index.html'], pageSecurityPolicy(), (req, res) => {
     if (req.path === '/docs') {
       // Relative, so that /prefix/docs goes to /prefix/docs/ behind a proxy. The query is cut from the
       // target as sent: `new URL` would throw on an absolute-form target such as http://x:99999/docs.
@@ -69,7 +55,6 @@ export function docsRoutes(): Router {
       res.redirect(301, `docs/${query === -1 ? '' : req.originalUrl.slice(query)}`);
       return;
     }
-    res.setHeader('Content-Security-Policy', DOCS_PAGE_POLICY);
     res.type('html').send(DOCS_PAGE);
   });
   // Replaces the package's own initializer, which points at a demo API on the internet.

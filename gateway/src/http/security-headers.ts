@@ -9,6 +9,26 @@ import helmet from 'helmet';
  * No Strict-Transport-Security: the gateway speaks plain HTTP (loopback, or behind a proxy), where
  * browsers ignore it; HSTS belongs to whatever terminates TLS, which alone knows that HTTPS is served.
  */
+/**
+ * The policy of our pages (the status page, /docs): scripts, styles and images from this gateway
+ * only, nothing inline (Swagger UI needs no 'unsafe-inline'), requests to this gateway only.
+ */
+export function pageSecurityPolicy(): RequestHandler {
+  return helmet.contentSecurityPolicy({
+    useDefaults: false,
+    directives: {
+      defaultSrc: ["'none'"],
+      scriptSrc: ["'self'"],
+      styleSrc: ["'self'"],
+      imgSrc: ["'self'", 'data:'],
+      connectSrc: ["'self'"],
+      baseUri: ["'none'"],
+      formAction: ["'none'"],
+      frameAncestors: ["'none'"],
+    },
+  }) as RequestHandler;
+}
+
 export function securityHeaders(): RequestHandler {
   return helmet({
     contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },

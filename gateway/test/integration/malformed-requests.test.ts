@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { Writable } from 'node:stream';
+import { createRandom, type Random } from '../../../seed/random';
 import { createApiKey } from '../../src/auth/api-keys';
 import type { Gateway } from '../../src/gateway';
 import { createLogger } from '../../src/logger';
@@ -34,38 +35,11 @@ const READ_USER = 2;
 /** RSS may grow this much from after warm-up to the end (heap growth, pools, caches), and no more. */
 const RSS_GROWTH_LIMIT_BYTES = 160 * 1024 * 1024;
 
-/** mulberry32: small, fast, and the same sequence for the same seed on every machine. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-class Generator {
-  constructor(private readonly random: () => number) {}
-
-  chance(p: number): boolean {
-    return this.random() < p;
-  }
-
-  int(min: number, max: number): number {
-    return min + Math.floor(this.random() * (max - min + 1));
-  }
-
-  pick<T>(items: readonly T[]): T {
-    return items[Math.floor(this.random() * items.length)] as T;
-  }
-
-  bytes(length: number): Buffer {
-    const out = Buffer.alloc(length);
-    for (let i = 0; i < length; i++) out[i] = Math.floor(this.random() * 256);
-    return out;
-  }
+/** `length` random bytes from the seeded stream. */
+function bytes(g: Random, length: number): Buffer {
+  const out = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) out[i] = g.int(0, 255);
+  return out;
 }
 
 const METHODS = [
@@ -286,7 +260,7 @@ const FRAMINGS = [
 type Framing = (typeof FRAMINGS)[number];
 
 /** A metric: valid about half the time, else with one or two fields wrong. */
-function metricJson(g: Generator): Record<string, unknown> {
+function metricJson(g: Random): Record<string, unknown> {
   const metric: Record<string, unknown> = {
     user_id: WRITTEN_USER,
     device_id: g.pick([undefined, null, 'fuzz-device']),
@@ -316,7 +290,7 @@ function metricJson(g: Generator): Record<string, unknown> {
 }
 
 /** A body of any sort, for any route. */
-function anyBody(g: Generator): Buffer {
+function anyBody(g: Random): Buffer {
   switch (g.int(0, 12)) {
     case 0:
       return Buffer.alloc(0);
@@ -329,7 +303,7 @@ function anyBody(g: Generator): Buffer {
     case 4:
       return Buffer.from(`${'['.repeat(g.int(100, 20_000))}${']'.repeat(g.int(0, 100))}`);
     case 5:
-      return g.bytes(g.int(1, 400));
+      return bytes(g, g.int(1, 400));
     case 6:
       return Buffer.from([0xef, 0xbb, 0xbf, ...Buffer.from(JSON.stringify(metricJson(g)))]);
     case 7:
@@ -351,7 +325,7 @@ function anyBody(g: Generator): Buffer {
   }
 }
 
-function ndjsonBody(g: Generator): Buffer {
+function ndjsonBody(g: Random): Buffer {
   const lines = Array.from({ length: g.int(1, 30) }, () =>
     g.chance(0.85)
       ? JSON.stringify(metricJson(g))
@@ -361,7 +335,7 @@ function ndjsonBody(g: Generator): Buffer {
 }
 
 /** A body encoded as Content-Encoding says, or as it does not say. */
-function encodeBody(g: Generator, body: Buffer): { bytes: Buffer; contentEncoding: string } {
+function encodeBody(g: Random, body: Buffer): { bytes: Buffer; contentEncoding: string } {
   switch (g.pick(['gzip', 'gzip', 'gzip-truncated', 'deflate', 'br', 'mislabelled', 'unknown'] as const)) {
     case 'gzip':
       return { bytes: gzipSync(body), contentEncoding: g.pick(['gzip', 'x-gzip', 'GZIP', ' gzip ']) };
@@ -381,7 +355,7 @@ function encodeBody(g: Generator, body: Buffer): { bytes: Buffer; contentEncodin
 }
 
 /** A known route's path, changed in one to three ways. */
-function mutatedPath(g: Generator, route: string): string {
+function mutatedPath(g: Random, route: string): string {
   let p = route;
   const mutations = g.int(1, 3);
   for (let i = 0; i < mutations; i++) {
@@ -423,7 +397,7 @@ function mutatedPath(g: Generator, route: string): string {
   return p;
 }
 
-function framed(g: Generator, framing: Framing, body: Buffer): { headers: string[]; bytes: Buffer } {
+function framed(g: Random, framing: Framing, body: Buffer): { headers: string[]; bytes: Buffer } {
   const length = body.length;
   const chunk = (data: Buffer): Buffer =>
     Buffer.concat([Buffer.from(`${data.length.toString(16)}\r\n`), data, Buffer.from('\r\n')]);
@@ -482,22 +456,22 @@ interface Keys {
   readonly admin?: string;
 }
 
-function authorization(g: Generator, keys: Keys): string[] {
+function authorization(g: Random, keys: Keys): string[] {
   const choice = g.int(0, 9);
   if (choice < 2) return [];
   if (choice < 4 && keys.ingest !== undefined) return [`Authorization: Bearer ${keys.ingest}`];
   if (choice === 4 && keys.admin !== undefined) return [`Authorization: Bearer ${keys.admin}`];
   return [
     `Authorization: ${g.pick([
-      `Bearer mgk_${g.bytes(32).toString('base64url')}`,
-      `Bearer ${g.bytes(g.int(1, 40)).toString('base64')}`,
+      `Bearer mgk_${bytes(g, 32).toString('base64url')}`,
+      `Bearer ${bytes(g, g.int(1, 40)).toString('base64')}`,
       'Bearer',
       'Bearer ',
       `Bearer ${'A'.repeat(600)}`,
       'Basic dXNlcjpwYXNz',
       `bearer ${keys.ingest ?? 'x'}`,
       `Bearer ${keys.ingest ?? 'x'} extra`,
-      `Bearer ${g.bytes(20).toString('latin1')}`,
+      `Bearer ${bytes(g, 20).toString('latin1')}`,
     ])}`,
   ];
 }
@@ -519,7 +493,7 @@ interface Draft {
   connection: string;
 }
 
-const MUTATIONS: readonly ((g: Generator, d: Draft, keys: Keys) => void)[] = [
+const MUTATIONS: readonly ((g: Random, d: Draft, keys: Keys) => void)[] = [
   (g, d) => void (d.method = g.pick(METHODS)),
   (g, d) => void (d.path = mutatedPath(g, d.path)),
   (g, d) => void (d.path = mutatedPath(g, d.path)),
@@ -577,7 +551,7 @@ const MUTATIONS: readonly ((g: Generator, d: Draft, keys: Keys) => void)[] = [
 ];
 
 /** A well-formed request to one of the routes, changed in one to three ways. */
-function malformedRequest(g: Generator, keys: Keys): Buffer {
+function malformedRequest(g: Random, keys: Keys): Buffer {
   const route = g.pick(ROUTES);
   const post = ['/v1/metrics', '/v1/metrics/bulk', '/v1/users', '/v1/devices'].includes(route);
   const draft: Draft = {
@@ -708,7 +682,7 @@ interface FuzzResult {
 async function fuzz(gateway: GatewayProcess, keys: Keys, seed: number, talkedTimeBase: number): Promise<FuzzResult> {
   const port = Number(new URL(gateway.url).port);
   const pid = gateway.child.pid as number;
-  const g = new Generator(prng(seed));
+  const g = createRandom(seed);
   const plan = Array.from({ length: REQUESTS_PER_GATEWAY }, (_, i) =>
     i % WELL_FORMED_EVERY === WELL_FORMED_EVERY - 1
       ? { index: i, wellFormed: talkedTimeBase + i, bytes: wellFormedRequest(talkedTimeBase + i, keys) }

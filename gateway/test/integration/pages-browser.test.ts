@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { createApiKey } from '../../src/auth/api-keys';
 import type { Gateway } from '../../src/gateway';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { describeInChromium, launchChromium } from '../helpers/chromium';
 import { postNdjson, startTestGateway } from '../helpers/gateway';
 
 // The pages in a real headless Chromium under the policies the gateway sends (security-headers.test.ts
@@ -10,24 +10,7 @@ import { postNdjson, startTestGateway } from '../helpers/gateway';
 // AUTH_REQUIRED=true and no key, lists rejections by code without what clients sent, then shows the
 // messages once an admin key is entered. Skipped without Chromium, like status-page-browser.test.ts.
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
-  process.stderr.write(
-    `\n  SKIPPED pages-browser.test.ts: no Chromium at ${CHROMIUM} ` +
-      '(apt-get install chromium, or set CHROMIUM_PATH); the pages were not tested under their CSP.\n\n',
-  );
-}
-const describeInBrowser = haveChromium ? describe : describe.skip;
+const describeInBrowser = describeInChromium('pages-browser.test.ts', 'the pages were not tested under their CSP');
 
 /** A page that records CSP violations, script errors and console errors. */
 async function watchedPage(browser: Browser): Promise<{ page: Page; problems: string[] }> {
@@ -70,7 +53,7 @@ describeInBrowser('the pages in Chromium, under their Content-Security-Policy', 
       authorization: `Bearer ${ingestKey}`,
     });
     expect(answer.body).toMatchObject({ accepted: 1, rejected: 1 });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {
