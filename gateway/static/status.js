@@ -82,6 +82,12 @@
     schedule(0);
   });
 
+  $('admin-key-button').addEventListener('click', () => {
+    $('key-label').textContent = 'An admin key shows the messages of the rejected lines:';
+    $('key-form').hidden = false;
+    $('key-input').focus();
+  });
+
   // ---- Drawing ----
 
   function renderCards(stats) {
@@ -117,6 +123,8 @@
   }
 
   function renderRejections(stats) {
+    // Without an admin key (AUTH_REQUIRED=true) the entries come without their messages: codes only.
+    const withheld = stats.rejection_messages === 'need_admin_key';
     const rows = stats.recent_rejections.map((entry) => {
       const tr = document.createElement('tr');
       tr.append(
@@ -124,12 +132,13 @@
         cell(entry.endpoint),
         cell(entry.line === null ? '' : integer.format(entry.line), 'num'),
         cell(entry.error, 'error'),
-        cell(entry.message, 'message'),
+        typeof entry.message === 'string' ? cell(entry.message, 'message') : cell('–', 'message withheld'),
       );
       return tr;
     });
     replaceRows($('rejections').tBodies[0], rows);
     $('no-rejections').hidden = rows.length > 0;
+    $('messages-withheld').hidden = !(withheld && rows.length > 0);
   }
 
   function svg(name, attributes, text) {
@@ -225,6 +234,7 @@
       });
       if (response.status === 401 || response.status === 403) {
         connection('error', 'an API key is needed');
+        if (key) $('key-label').textContent = 'That key was refused (unknown or revoked); enter a valid API key:';
         $('key-form').hidden = false;
         return; // the form resumes polling
       }

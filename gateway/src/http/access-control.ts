@@ -30,6 +30,24 @@ export interface PathPolicy {
   readonly open: readonly string[];
   /** Any valid key, whatever its scope. */
   readonly anyKey: readonly string[];
+  /** Open paths that show more to a key: a key sent there is checked like anywhere else (401 if bad). */
+  readonly keyOptional?: readonly string[];
+}
+
+/** Whether `path` (normalized) is listed, or is below a listed path. */
+function isListed(normalized: string, paths: readonly string[]): boolean {
+  // '/' stands for the root alone, not for everything below it.
+  return paths.some(
+    (listedPath) => normalized === listedPath || (listedPath !== '/' && normalized.startsWith(`${listedPath}/`)),
+  );
+}
+
+/**
+ * The key a request was let in with, when it sent one; set by accessControl, so undefined too when
+ * AUTH_REQUIRED=false. For a route that shows an admin more than others (/v1/stats).
+ */
+export function principalOf(res: Response): ApiKeyPrincipal | undefined {
+  return res.locals.apiKeyPrincipal as ApiKeyPrincipal | undefined;
 }
 
 /**
@@ -40,13 +58,8 @@ export interface PathPolicy {
  */
 export function requirementOf(method: string, path: string, policy: PathPolicy): Requirement {
   const normalized = routePath(path);
-  const listed = (paths: readonly string[]): boolean =>
-    paths.some(
-      // '/' stands for the root alone, not for everything below it.
-      (listedPath) => normalized === listedPath || (listedPath !== '/' && normalized.startsWith(`${listedPath}/`)),
-    );
-  if (listed(policy.open)) return 'open';
-  if (listed(policy.anyKey) || INGEST_ROUTES.has(`${method} ${normalized}`)) return 'ingest';
+  if (isListed(normalized, policy.open)) return 'open';
+  if (isListed(normalized, policy.anyKey) || INGEST_ROUTES.has(`${method} ${normalized}`)) return 'ingest';
   return 'admin';
 }
 
@@ -83,10 +96,11 @@ export function accessControl({
 }: AccessControlOptions): RequestHandler {
   return async (req, res, next) => {
     const needed = requirementOf(req.method, req.path, paths);
-    if (needed === 'open') return next();
-
     const header = req.headers.authorization;
-    if (header === undefined || header === '') {
+    const keySent = header !== undefined && header !== '';
+    if (needed === 'open' && !(keySent && isListed(routePath(req.path), paths.keyOptional ?? []))) return next();
+
+    if (!keySent) {
       throw unauthorized(res, 'an API key is required: send Authorization: Bearer <key>', false);
     }
     const token = BEARER.exec(header)?.[1];
@@ -98,6 +112,7 @@ export function accessControl({
     if (principal === undefined) throw unauthorized(res, 'the API key is unknown or revoked', true);
 
     req.log.setBindings({ apiKey: principal.name });
+    res.locals.apiKeyPrincipal = principal;
     if (needed === 'admin' && principal.scope !== 'admin') {
       res.setHeader('WWW-Authenticate', `${REALM}, error="insufficient_scope", scope="admin"`);
       throw new AppError(
@@ -127,7 +142,8 @@ export function pathPolicy(config: Pick<Config, 'metricsAuthRequired' | 'docsAut
   const anyKey: string[] = [];
   (config.metricsAuthRequired ? anyKey : open).push(...METRICS_PATHS, ...STATS_PATHS);
   (config.docsAuthRequired ? anyKey : open).push(...DOCS_PATHS);
-  return { open, anyKey };
+  // Open, /v1/stats shows counts and codes; an admin key sent along shows the rejection messages too.
+  return { open, anyKey, keyOptional: [...STATS_PATHS] };
 }
 
 /**

@@ -16,6 +16,7 @@ import { metricsRoutes } from './metrics-routes';
 import { prometheusRoutes } from './prometheus-routes';
 import { readRoutes } from './read-routes';
 import { requestDeadline } from './request-deadline';
+import { securityHeaders } from './security-headers';
 import { rejectionRecorder, statusRoutes } from './status-routes';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejections } from '../telemetry/recent-rejections';
@@ -51,6 +52,7 @@ export function createApp(deps: AppDependencies): Express {
   // Answers are small and never cached: hashing each one for an ETag is wasted work on the hot path.
   app.set('etag', false);
   app.set('query parser', 'simple');
+  app.use(securityHeaders());
   app.use(
     pinoHttp({
       logger: deps.logger,
@@ -79,7 +81,9 @@ export function createApp(deps: AppDependencies): Express {
   app.use(healthRoutes(deps.readiness));
   app.use(prometheusRoutes(deps.metricsRegistry));
   app.use(docsRoutes());
-  if (deps.status !== undefined) app.use(statusRoutes(deps.status.stats));
+  if (deps.status !== undefined) {
+    app.use(statusRoutes(deps.status.stats, { clientContentOpen: deps.accessControl === undefined }));
+  }
   app.use(adminRoutes({ pool: deps.pool, references: deps.references }));
   app.use(readRoutes({ pool: deps.pool }));
   app.use(notFoundHandler);

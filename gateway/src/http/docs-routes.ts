@@ -1,6 +1,7 @@
 import express, { Router } from 'express';
 import path from 'node:path';
 import { buildOpenApiDocument } from './openapi';
+import { pageSecurityPolicy } from './security-headers';
 
 // The package's main module loads the whole bundle into Node; only its folder is needed.
 const SWAGGER_UI_DIR = path.dirname(require.resolve('swagger-ui-dist/package.json'));
@@ -46,10 +47,12 @@ export function docsRoutes(): Router {
   });
 
   // strict routing is off, so '/docs/' matches /docs too: send that to /docs/ for the relative paths.
-  router.get(['/docs/', '/docs/index.html'], (req, res) => {
+  router.get(['/docs/', '/docs/index.html'], pageSecurityPolicy(), (req, res) => {
     if (req.path === '/docs') {
-      // Relative, so that /prefix/docs goes to /prefix/docs/ behind a proxy.
-      res.redirect(301, `docs/${new URL(req.originalUrl, 'http://gateway').search}`);
+      // Relative, so that /prefix/docs goes to /prefix/docs/ behind a proxy. The query is cut from the
+      // target as sent: `new URL` would throw on an absolute-form target such as http://x:99999/docs.
+      const query = req.originalUrl.indexOf('?');
+      res.redirect(301, `docs/${query === -1 ? '' : req.originalUrl.slice(query)}`);
       return;
     }
     res.type('html').send(DOCS_PAGE);

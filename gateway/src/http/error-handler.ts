@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
-import { AppError, coerceError, type ErrorCode } from '../errors';
+import { AppError, ERROR_CODES, coerceError, type ErrorCode } from '../errors';
 import { isDatabaseUnavailable } from '../db/sqlstate';
 import { ReferencesUnchecked } from '../ingest/references';
 
@@ -30,7 +30,37 @@ export function toAppError(thrown: unknown): AppError {
   if (isDatabaseUnavailable(thrown)) {
     return new AppError('unavailable', undefined, [], 5, { cause: thrown });
   }
-  return coerceError(thrown);
+  return clientError(thrown) ?? coerceError(thrown);
+}
+
+/** The first code in the registry with `status`, for a library's own 4xx. */
+function codeForStatus(status: number): ErrorCode | undefined {
+  return (Object.keys(ERROR_CODES) as ErrorCode[]).find((code) => ERROR_CODES[code].status === status);
+}
+
+/**
+ * A refusal of the request itself, which is a 4xx, never a 500: Node's parser failing on a body, or a
+ * library's error with a 4xx status in the http-errors way: the router's URIError for a path
+ * parameter that is not valid percent-encoding (/v1/users/%ff), body-parser's wrapping of a zlib
+ * error for a body that is not what its Content-Encoding says.
+ */
+function clientError(thrown: unknown): AppError | undefined {
+  const message = thrown instanceof Error ? thrown.message : String(thrown);
+  const code = (thrown as { code?: unknown } | null)?.code;
+  // Node's HTTP parser, failing on the body after the request was handed over (a bad chunk size, an
+  // invalid Transfer-Encoding): Node closes the connection, so this answer is for the log only.
+  if (typeof code === 'string' && code.startsWith('HPE_')) {
+    return new AppError('invalid_json', `the request body could not be read: ${message}`);
+  }
+  const status = (thrown as { status?: unknown } | null)?.status;
+  if (typeof status !== 'number' || status < 400 || status > 499) return undefined;
+  if (thrown instanceof URIError) {
+    return new AppError('validation_failed', 'the path is not valid percent-encoded UTF-8', [
+      { path: '/params', message },
+    ]);
+  }
+  if (status === 400) return new AppError('invalid_json', `the body could not be decoded: ${message}`);
+  return new AppError(codeForStatus(status) ?? 'validation_failed', message);
 }
 
 export function sendError(res: Response, error: AppError): void {

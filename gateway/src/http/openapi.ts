@@ -315,6 +315,7 @@ const statsSchema: JsonObject = {
     'totals',
     'rejected_by_reason',
     'recent_rejections',
+    'rejection_messages',
     'history',
   ],
   properties: {
@@ -380,15 +381,25 @@ const statsSchema: JsonObject = {
       description: 'the last refused lines or requests, newest first, as their answers said; never the payload',
       items: {
         type: 'object',
-        required: ['time', 'endpoint', 'line', 'error', 'message'],
+        required: ['time', 'endpoint', 'line', 'error'],
         properties: {
           time: timestamp,
           endpoint: { type: 'string', enum: ['single', 'bulk'] },
           line: { type: ['integer', 'null'], minimum: 0, description: 'line number within a bulk upload' },
           error: { type: 'string', description: 'the error code' },
-          message: { type: 'string', maxLength: MESSAGE_MAX_CHARS },
+          message: {
+            type: 'string',
+            maxLength: MESSAGE_MAX_CHARS,
+            description: 'only when `rejection_messages` is `shown`: it can name what the client sent',
+          },
         },
       },
+    },
+    rejection_messages: {
+      type: 'string',
+      enum: ['shown', 'need_admin_key'],
+      description:
+        'with `AUTH_REQUIRED=true`, the messages (which can hold field names, ids and a piece of a line) need an admin key',
     },
     history: {
       type: 'object',
@@ -691,7 +702,8 @@ export function buildOpenApiDocument(): JsonObject {
           operationId: 'stats',
           summary: 'What the status page shows, as JSON',
           description:
-            'Open like `/metrics`: with `AUTH_REQUIRED=true` and `METRICS_AUTH_REQUIRED=true` it needs a key of any scope.',
+            'Open like `/metrics`: with `AUTH_REQUIRED=true` and `METRICS_AUTH_REQUIRED=true` it needs a key of any scope. ' +
+            'With `AUTH_REQUIRED=true`, the recent rejections carry their messages only for an admin key.',
           responses: {
             '200': { description: 'the figures', content: json(ref('Stats')) },
             ...errors(401, 429),

@@ -4,45 +4,34 @@ import type { ErrorDetail } from '../errors';
 import { PROJECT_ROOT } from '../paths';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejection, RecentRejections } from '../telemetry/recent-rejections';
+import { principalOf } from './access-control';
 import { routePath } from './route-path';
+import { pageSecurityPolicy } from './security-headers';
 
 /** The page's files, in the repository (found from dist/ too, and in the Docker image). */
 export const STATUS_PAGE_DIR = path.join(PROJECT_ROOT, 'gateway', 'static');
 
-// The page loads only its own files and asks only this gateway: no CDN, no inline script.
-const PAGE_POLICY = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
+export interface StatusRoutesOptions {
+  /**
+   * Whether anyone may see what clients sent (the rejection messages): true when AUTH_REQUIRED=false,
+   * where everything is open; otherwise only a request with an admin key sees them.
+   */
+  readonly clientContentOpen: boolean;
+}
 
 /** GET / (the live status page), its files under /status/, and GET /v1/stats (what it shows). */
-export function statusRoutes(stats: IngestStats): Router {
+export function statusRoutes(stats: IngestStats, { clientContentOpen }: StatusRoutesOptions): Router {
   const router = Router();
 
-  router.get('/', (_req, res) => {
-    res.setHeader('Content-Security-Policy', PAGE_POLICY);
+  // The page loads only its own files and asks only this gateway: no CDN, no inline script.
+  const pagePolicy = pageSecurityPolicy();
+  router.get('/', pagePolicy, (_req, res) => {
     res.setHeader('Cache-Control', 'no-cache');
     res.sendFile(path.join(STATUS_PAGE_DIR, 'index.html'));
   });
-  router.use(
-    '/status',
-    express.static(STATUS_PAGE_DIR, {
-      index: false,
-      redirect: false,
-      setHeaders: (res) => {
-        res.setHeader('Content-Security-Policy', PAGE_POLICY);
-        res.setHeader('X-Content-Type-Options', 'nosniff');
-      },
-    }),
-  );
+  router.use('/status', pagePolicy, express.static(STATUS_PAGE_DIR, { index: false, redirect: false }));
   router.get('/v1/stats', async (_req, res) => {
-    const snapshot = await stats.snapshot();
+    const snapshot = await stats.snapshot({ withMessages: clientContentOpen || principalOf(res)?.scope === 'admin' });
     res.setHeader('Cache-Control', 'no-store');
     res.json(snapshot);
   });

@@ -1,5 +1,5 @@
 import type { BufferGauge, IngestTotals } from './prometheus';
-import type { RecentRejection, RecentRejections } from './recent-rejections';
+import type { RecentRejection, RecentRejections, RejectionSummary } from './recent-rejections';
 
 /** The totals at one moment, plus the buffer's depth then. */
 interface Sample {
@@ -47,7 +47,10 @@ export interface StatsSnapshot {
     readonly flushed_rows: number;
   };
   readonly rejected_by_reason: readonly { reason: string; at_door: number; at_flush: number }[];
-  readonly recent_rejections: readonly RecentRejection[];
+  /** With messages only when `rejection_messages` is 'shown'. */
+  readonly recent_rejections: readonly (RecentRejection | RejectionSummary)[];
+  /** Whether `recent_rejections` carry their messages, which need an admin key when keys are required. */
+  readonly rejection_messages: 'shown' | 'need_admin_key';
   readonly history: { readonly interval_seconds: number; readonly points: readonly StatsPoint[] };
 }
 
@@ -121,7 +124,8 @@ export class IngestStats {
     }
   }
 
-  async snapshot(): Promise<StatsSnapshot> {
+  /** The figures now; the recent rejections' messages (what clients sent) only `withMessages`. */
+  async snapshot({ withMessages = false }: { withMessages?: boolean } = {}): Promise<StatsSnapshot> {
     const totals = await this.options.readTotals();
     const current = this.toSample(this.now(), totals);
     // The newest sample at least a window old, else the oldest one there is (just after start-up).
@@ -163,7 +167,8 @@ export class IngestStats {
           at_flush: totals.rejectedAtFlushRows[reason] ?? 0,
         }))
         .sort((a, b) => b.at_door + b.at_flush - (a.at_door + a.at_flush) || a.reason.localeCompare(b.reason)),
-      recent_rejections: this.options.rejections.list(),
+      recent_rejections: withMessages ? this.options.rejections.list() : this.options.rejections.summaries(),
+      rejection_messages: withMessages ? 'shown' : 'need_admin_key',
       history: { interval_seconds: this.intervalMs / 1000, points: this.points() },
     };
   }

@@ -1,4 +1,4 @@
-/** One refused line or request as the status page lists it: never the payload itself. */
+/** One refused line or request as the status page lists it: never the whole payload. */
 export interface RecentRejection {
   /** When the answer was sent, RFC 3339 UTC. */
   readonly time: string;
@@ -7,9 +7,18 @@ export interface RecentRejection {
   readonly line: number | null;
   /** The error code of the answer. */
   readonly error: string;
-  /** What the answer said about it, cut to MESSAGE_MAX_CHARS. */
+  /**
+   * What the answer said about it, cut to MESSAGE_MAX_CHARS: this can name what the client sent (an
+   * unknown field, a device id) or quote a piece of a line that is not JSON, so it needs an admin key.
+   */
   readonly message: string;
 }
+
+/**
+ * A rejection as shown without an admin key: what the gateway decided, nothing that the client sent.
+ * The message is left out because it can hold that (field names, ids, a piece of a line).
+ */
+export type RejectionSummary = Omit<RecentRejection, 'message'>;
 
 export const RECENT_REJECTIONS = 20;
 export const MESSAGE_MAX_CHARS = 200;
@@ -37,6 +46,11 @@ export class RecentRejections {
   add(entry: RecentRejection): void {
     this.ring[this.next] = { ...entry, message: shortMessage(entry.message) };
     this.next = (this.next + 1) % this.capacity;
+  }
+
+  /** Newest first, without the messages. */
+  summaries(): RejectionSummary[] {
+    return this.list().map(({ time, endpoint, line, error }) => ({ time, endpoint, line, error }));
   }
 
   /** Newest first. */

@@ -1,40 +1,23 @@
-import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { generateNdjson } from '../../../seed/generate-metrics';
 import { createApiKey } from '../../src/auth/api-keys';
 import { seedDemoData } from '../../../seed/seed-database';
 import type { Gateway } from '../../src/gateway';
 import { PROJECT_ROOT } from '../../src/paths';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { describeInChromium, launchChromium } from '../helpers/chromium';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
 
 // The status page in a real headless Chromium (Debian's package; .ci/run installs it when apt can):
 // it loads, shows live figures, and they change as rows are ingested through the API. With
 // UPDATE_SCREENSHOT=1 the final state is saved as docs/status-page.png for the README.
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const SCREENSHOT = path.join(PROJECT_ROOT, 'docs', 'status-page.png');
 const UPDATE_SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1';
 
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
-  process.stderr.write(
-    `\n  SKIPPED status-page-browser.test.ts: no Chromium at ${CHROMIUM} ` +
-      '(apt-get install chromium, or set CHROMIUM_PATH); the page was not tested in a browser.\n\n',
-  );
-}
-const describeInBrowser = haveChromium ? describe : describe.skip;
+const describeInBrowser = describeInChromium('status-page-browser.test.ts', 'the page was not tested in a browser');
 
 /** A figure on the page as a number ("1,234" -> 1234; "–" -> NaN). */
 async function figure(page: Page, id: string): Promise<number> {
@@ -53,7 +36,7 @@ describeInBrowser('the status page in Chromium', () => {
     db = await createTestDatabase();
     await seedDemoData(db.pool);
     gateway = await startTestGateway(db);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
     page.on('console', (message) => {
