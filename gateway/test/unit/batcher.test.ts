@@ -267,7 +267,7 @@ describe('Batcher with spooled rows', () => {
     const spooledDone: SpoolRange[] = [];
     const batcher = makeBatcher(writer, { onSpooledDone: (ranges) => spooledDone.push(...ranges) });
     const ticket = new IngestTicket();
-    batcher.append([row(1, 10), row(2, 11), row(3, 12)], {
+    batcher.append([row(1), row(2), row(3)], {
       ticket,
       lines: [1, 2, 3],
       spool: { spoolId: 's', firstSeq: 10 },
