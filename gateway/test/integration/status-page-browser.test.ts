@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -8,13 +7,16 @@ import { seedDemoData } from '../../../seed/seed-database';
 import type { Gateway } from '../../src/gateway';
 import { PROJECT_ROOT } from '../../src/paths';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { findChromium } from '../helpers/find-chromium';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
+import { addRunNote } from '../helpers/run-notes';
 
-// The status page in a real headless Chromium (Debian's package; .ci/run installs it when apt can):
+// The status page in a real headless Chromium (found by helpers/find-chromium.js; .ci/run installs
+// Debian's package when apt can):
 // it loads, shows live figures, and they change as rows are ingested through the API. With
 // UPDATE_SCREENSHOT=1 the final state is saved as docs/status-page.png for the README.
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const CHROMIUM = findChromium();
 const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
@@ -27,14 +29,15 @@ const CHROMIUM_ARGS = [
 const SCREENSHOT = path.join(PROJECT_ROOT, 'docs', 'status-page.png');
 const UPDATE_SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1';
 
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
+if (CHROMIUM === undefined) {
+  const where = process.env.CHROMIUM_PATH ? `CHROMIUM_PATH=${process.env.CHROMIUM_PATH}` : 'chromium on the PATH';
   process.stderr.write(
-    `\n  SKIPPED status-page-browser.test.ts: no Chromium at ${CHROMIUM} ` +
+    `\n  SKIPPED status-page-browser.test.ts: no ${where} ` +
       '(apt-get install chromium, or set CHROMIUM_PATH); the page was not tested in a browser.\n\n',
   );
+  addRunNote('SKIPPED: status page browser test (no chromium)');
 }
-const describeInBrowser = haveChromium ? describe : describe.skip;
+const describeInBrowser = CHROMIUM !== undefined ? describe : describe.skip;
 
 /** A figure on the page as a number ("1,234" -> 1234; "–" -> NaN). */
 async function figure(page: Page, id: string): Promise<number> {
