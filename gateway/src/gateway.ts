@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { databaseIsEmpty, seedDemoData } from '../../seed/seed-database';
 import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';
-import { listMigrationNames, migrate, pendingMigrations } from './db/migrate';
+import { assertMigrated, listMigrationNames, migrate, pendingMigrations } from './db/migrate';
 import { createPool } from './db/pool';
 import { accessControlFor } from './http/access-control';
 import { createApp } from './http/app';
@@ -54,6 +54,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
   const pool = createPool(databaseUrl, config.pgPoolMax, logger.child({ module: 'pool' }));
   try {
     if (config.migrateOnStart) await migrate(pool, logger.child({ module: 'migrate' }));
+    else await assertMigrated(pool);
     if (config.seedDemoData && (await databaseIsEmpty(pool))) {
       const seeded = await seedDemoData(pool);
       logger.info(seeded, 'demo users and devices seeded into the empty database');
