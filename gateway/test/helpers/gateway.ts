@@ -35,8 +35,8 @@ export async function startTestGateway(
     throw error;
   });
   const stopGateway = gateway.stop;
-  let stopping: Promise<{ lostRows: number }> | undefined;
-  const stop = (): Promise<{ lostRows: number }> =>
+  let stopping: ReturnType<Gateway['stop']> | undefined;
+  const stop = (): ReturnType<Gateway['stop']> =>
     (stopping ??= (async () => {
       forget();
       const result = await stopGateway();

@@ -29,7 +29,7 @@ const line = (userId: number, talkedTime: number): string =>
     talked_time: talkedTime,
     microphone_used: talkedTime % 2 === 0,
     speaker_used: true,
-    voice_sentiment: talkedTime / 1000,
+    voice_sentiment: (talkedTime % 1000) / 1000,
     time_recorded: 1_700_000_000_000 + talkedTime,
   });
 

@@ -123,7 +123,7 @@ describe('an upgrade from the first migration', () => {
     await db.pool.query(`INSERT INTO devices (id) VALUES ('phone'), ('desk')`);
     await db.pool.query(`
       INSERT INTO user_metrics (user_id, device_id, talked_time, microphone_used, speaker_used, voice_sentiment, time_recorded)
-      SELECT 1 + i % 3, (ARRAY['phone', 'desk', NULL])[1 + i % 3], i, i % 2 = 0, true, i / 100.0,
+      SELECT 1 + i % 3, (ARRAY['phone', 'desk', NULL])[1 + i % 3], i, i % 2 = 0, true, i / 1000.0,
              '2025-01-01T00:00:00Z'::timestamptz + i * interval '1 minute'
         FROM generate_series(1, 300) AS i`);
     await db.pool.query(
