@@ -99,7 +99,11 @@ export const CONFIG_DOCS: readonly { name: string; default: string; meaning: str
     meaning: 'bulk: wait this long for buffer space, then 429',
   },
   { name: 'SHUTDOWN_TIMEOUT_MS', default: '30000', meaning: 'deadline for draining the buffer on SIGTERM' },
-  { name: 'MIGRATE_ON_START', default: 'true', meaning: 'apply pending migrations at start-up' },
+  {
+    name: 'MIGRATE_ON_START',
+    default: 'true',
+    meaning: 'apply pending migrations at start-up; false: refuse to start while any is pending',
+  },
   {
     name: 'SEED_DEMO_DATA',
     default: 'true with the embedded database, else false',

@@ -7,7 +7,7 @@ import { databaseIsEmpty, seedDemoData } from '../../seed/seed-database';
 import { ApiKeyChangeListener } from './auth/api-key-changes';
 import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';
-import { listMigrationNames, migrate, pendingMigrations } from './db/migrate';
+import { assertMigrated, listMigrationNames, migrate, pendingMigrations } from './db/migrate';
 import { createPool, createWriterPool, poolSizes, requestPoolSettings, watchForStalls } from './db/pool';
 import { accessControlFor } from './http/access-control';
 import { createApp } from './http/app';
@@ -76,6 +76,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
   );
   try {
     if (config.migrateOnStart) await migrate(pool, logger.child({ module: 'migrate' }));
+    else await assertMigrated(pool);
     if (config.seedDemoData && (await databaseIsEmpty(pool))) {
       const seeded = await seedDemoData(pool);
       logger.info(seeded, 'demo users and devices seeded into the empty database');

@@ -150,6 +150,10 @@ describe('runGenerateCli', () => {
     });
     const stderr = collector();
     const done = runGenerateCli(['--count', '200000'], { stdout: stalled, stderr, now: () => NOW_MS });
+    // The first write may take a while on a loaded machine; after it, the generator has time to
+    // (wrongly) push more.
+    const deadline = Date.now() + 10_000;
+    while (received.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(received).toHaveLength(1);
     expect(received[0]!.length).toBeLessThan(128 * 1024);

@@ -19,8 +19,8 @@ export async function listMigrationNames(dir = MIGRATIONS_DIR): Promise<string[]
     .sort();
 }
 
-/** Applies every pending migration, serialized across processes by an advisory lock. */
-export async function migrate(pool: Pool, logger: Logger): Promise<string[]> {
+/** Applies every pending migration in `dir`, serialized across processes by an advisory lock. */
+export async function migrate(pool: Pool, logger: Logger, dir = MIGRATIONS_DIR): Promise<string[]> {
   const client = await pool.connect();
   let healthy = true;
   try {
@@ -28,7 +28,7 @@ export async function migrate(pool: Pool, logger: Logger): Promise<string[]> {
     try {
       const applied = await runner({
         dbClient: client,
-        dir: MIGRATIONS_DIR,
+        dir,
         migrationsTable: MIGRATIONS_TABLE,
         direction: 'up',
         count: Infinity,
@@ -39,6 +39,11 @@ export async function migrate(pool: Pool, logger: Logger): Promise<string[]> {
       const names = applied.map((migration) => migration.name);
       if (names.length > 0) logger.info({ applied: names }, 'migrations applied');
       return names;
+    } catch (error) {
+      // node-pg-migrate leaves a failed migration's transaction open and aborted, where the unlock
+      // below would fail too and hide this error: end the transaction first.
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
     }
@@ -57,4 +62,21 @@ export async function pendingMigrations(pool: Pool, expected: readonly string[])
   const applied = await pool.query<{ name: string }>(`SELECT name FROM ${MIGRATIONS_TABLE}`);
   const done = new Set(applied.rows.map((row) => row.name));
   return expected.filter((name) => !done.has(name));
+}
+
+/** Thrown at start-up with MIGRATE_ON_START=false when the database lacks migrations of this build. */
+export class PendingMigrationsError extends Error {
+  constructor(readonly pending: readonly string[]) {
+    super(
+      `migrations not applied: ${pending.join(', ')}. MIGRATE_ON_START=false, so the gateway does not apply ` +
+        'them: run "npm run migrate" against this database first, or start with MIGRATE_ON_START=true',
+    );
+    this.name = 'PendingMigrationsError';
+  }
+}
+
+/** Refuses to go on while the database lacks a migration in `dir`. */
+export async function assertMigrated(pool: Pool, dir = MIGRATIONS_DIR): Promise<void> {
+  const pending = await pendingMigrations(pool, await listMigrationNames(dir));
+  if (pending.length > 0) throw new PendingMigrationsError(pending);
 }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { MetricsWriter, RejectedRow, SpoolRange, WriteAttempts } from '../db/metrics-writer';
 import type { SpoolPosition } from '../spool/spool';
 import { classifyFailure, rejectionCode, sqlState } from '../db/sqlstate';
+import { retryDelayMs } from './backoff';
 import { decodeMetricRow } from './copy-encode';
 import type { IngestTicket, TicketChunk } from './ticket';
 
@@ -376,8 +377,7 @@ export class Batcher {
 
   private async backOff(attempt: number, error: unknown, rows: number): Promise<void> {
     if (this.aborted) throw error;
-    const ceiling = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt, 20));
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    const delay = retryDelayMs(attempt, this.retryBaseMs, this.retryMaxMs);
     this.options.observer?.flushFailed?.(error);
     this.options.logger.warn(
       { err: error, sqlState: sqlState(error), rows, attempt, retryInMs: Math.round(delay) },

@@ -93,7 +93,10 @@ export async function dropDatabase(client: Client, name: string): Promise<void> 
 function requiredEnv(name: string): string {
   const value = process.env[name];
   if (!value) {
-    throw new Error(`${name} is not set: run the tests with jest.config.js, whose globalSetup prepares the database`);
+    throw new Error(
+      `${name} is not set: a test file that uses the database belongs to the integration project of ` +
+        'jest.config.js (INTEGRATION_TESTS), whose globalSetup prepares it',
+    );
   }
   return value;
 }

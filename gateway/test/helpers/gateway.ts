@@ -4,12 +4,14 @@ import path from 'node:path';
 import { loadConfig, type Config } from '../../src/config';
 import { startGateway, type Gateway } from '../../src/gateway';
 import type { Logger } from '../../src/logger';
+import { stopAfterwards } from './cleanup';
 import type { TestDatabase } from './database';
 import { testLogger } from './logger';
 
 /**
  * A gateway on a loopback port of its own, against a test database, with a spool directory of its own
- * (removed by stop() unless `SPOOL_DIR` was given); stop() it in afterAll.
+ * (removed by stop() unless `SPOOL_DIR` was given); stop() it in afterAll. One that a test leaves
+ * running (say an assertion failed before its stop()) is stopped after that test (cleanup.ts).
  */
 export async function startTestGateway(
   db: TestDatabase,
@@ -25,13 +27,23 @@ export async function startTestGateway(
     SPOOL_DIR: spoolDir,
     ...env,
   });
-  const gateway = await startGateway(config, db.url, logger);
-  const stopGateway = gateway.stop;
-  const stop = async (): ReturnType<Gateway['stop']> => {
-    const result = await stopGateway();
+  const removeSpoolDir = async (): Promise<void> => {
     if (env.SPOOL_DIR === undefined) await rm(spoolDir, { recursive: true, force: true });
-    return result;
   };
+  const gateway = await startGateway(config, db.url, logger).catch(async (error: unknown) => {
+    await removeSpoolDir();
+    throw error;
+  });
+  const stopGateway = gateway.stop;
+  let stopping: ReturnType<Gateway['stop']> | undefined;
+  const stop = (): ReturnType<Gateway['stop']> =>
+    (stopping ??= (async () => {
+      forget();
+      const result = await stopGateway();
+      await removeSpoolDir();
+      return result;
+    })());
+  const forget = stopAfterwards(stop);
   return Object.assign(gateway, { config, stop });
 }
 

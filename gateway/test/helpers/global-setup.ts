@@ -16,7 +16,9 @@ import {
   templateName,
   withServer,
 } from './database';
+import { ensureFreshBuild } from './build-freshness';
 import { testLogger } from './logger';
+import { addRunNote, openRunNotes } from './run-notes';
 
 // Runs once per jest run, in the parent process, before the workers start; the workers inherit the
 // environment variables set here.
@@ -46,10 +48,18 @@ export function takeTestRunState(): TestRunState | undefined {
 }
 
 export default async function globalSetup(): Promise<void> {
+  ensureFreshBuild((line) => process.stderr.write(`\n${line}\n`));
   const server = await startTestServer();
   const runId = randomId();
+  openRunNotes(runId);
   try {
     await createTemplate(server.url, templateName(runId));
+    const version = await withServer(server.url, (client) =>
+      client.query<{ v: string }>("SELECT current_setting('server_version') AS v"),
+    );
+    addRunNote(
+      `test database: PostgreSQL ${version.rows[0]?.v} from ${server.source} (${withoutPassword(server.url)})`,
+    );
   } catch (error) {
     await withServer(server.url, (client) => dropDatabase(client, templateName(runId))).catch(() => undefined);
     await server.stop();
@@ -59,6 +69,12 @@ export default async function globalSetup(): Promise<void> {
   process.env[TEST_RUN_ID_ENV] = runId;
   (globalThis as GlobalWithState)[STATE_KEY] = { serverUrl: server.url, runId, stopServer: () => server.stop() };
   testLogger.info({ source: server.source, runId }, 'test database server ready');
+}
+
+function withoutPassword(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = '***';
+  return parsed.toString();
 }
 
 /** TEST_DATABASE_URL, else DATABASE_URL, else a postgres:16 container when Docker answers, else embedded. */

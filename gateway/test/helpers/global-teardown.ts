@@ -1,5 +1,6 @@
 import { dropDatabase, templateName, testDatabasePrefix, withServer } from './database';
 import { takeTestRunState } from './global-setup';
+import { printRunNotes } from './run-notes';
 
 /** Drops this run's template, and any clone a test file left behind, then stops what setup started. */
 export default async function globalTeardown(): Promise<void> {
@@ -20,5 +21,6 @@ export default async function globalTeardown(): Promise<void> {
     });
   } finally {
     await state.stopServer();
+    printRunNotes();
   }
 }

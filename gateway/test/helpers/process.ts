@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
+import { stopAfterwards } from './cleanup';
 
 /** The built entry point; `npm test` builds it first. */
 export const MAIN = path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'main.js');
@@ -15,7 +16,15 @@ export interface GatewayProcess {
   readonly exited: Promise<number | string>;
 }
 
-/** Starts `node dist/gateway/src/main.js` with `env` and resolves once it listens. */
+function killAndWait(child: ChildProcess, exited: Promise<unknown>): Promise<unknown> {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  return exited;
+}
+
+/**
+ * Starts `node dist/gateway/src/main.js` with `env` and resolves once it listens. A process that a test
+ * leaves running (say an assertion failed before it was stopped) is killed after that test.
+ */
 export function startGatewayProcess(env: Record<string, string>): Promise<GatewayProcess> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first (npm test does)`);
   const child = spawn(process.execPath, [MAIN], {
@@ -26,6 +35,8 @@ export function startGatewayProcess(env: Record<string, string>): Promise<Gatewa
   const exited = new Promise<number | string>((resolve) =>
     child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
   );
+  const forget = stopAfterwards(() => killAndWait(child, exited));
+  void exited.then(forget);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');

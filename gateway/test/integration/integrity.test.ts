@@ -111,6 +111,21 @@ it('refuses to change a referenced key or to truncate a referenced table', async
   await expect(db.pool.query('TRUNCATE devices')).rejects.toThrow(/user_metrics references it/);
 });
 
+/**
+ * Resolves once the session of `client` waits for a lock, so that the interleaving under test really
+ * happens: a fixed sleep is too short on a loaded machine and the statements then simply run in turn.
+ */
+async function waitingForLock(client: PoolClient): Promise<void> {
+  const pid = (client as unknown as { processID: number }).processID;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const { rows } = await db.pool.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [pid]);
+    if (rows[0]?.wait_event_type === 'Lock') return;
+    if (Date.now() > deadline) throw new Error(`session ${pid} did not wait for a lock within 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 it('lets no orphan in when a user is deleted while its metrics are being inserted', async () => {
   // The inserting transaction locks the user FOR KEY SHARE: the delete waits, then cascades.
   const inserter = await db.pool.connect();
@@ -119,7 +134,7 @@ it('lets no orphan in when a user is deleted while its metrics are being inserte
     await inserter.query('BEGIN');
     await inserter.query(`INSERT INTO user_metrics (${COLUMNS}) VALUES (9, null, 1, true, true, now())`);
     const deleting = deleter.query('DELETE FROM users WHERE id = 9');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitingForLock(deleter);
     await inserter.query('COMMIT');
     await deleting;
     expect(await metricsOf(9)).toEqual([]);
@@ -128,7 +143,7 @@ it('lets no orphan in when a user is deleted while its metrics are being inserte
     await deleter.query('BEGIN');
     await deleter.query('DELETE FROM users WHERE id = 10');
     const inserting = inserter.query(`INSERT INTO user_metrics (${COLUMNS}) VALUES (10, null, 1, true, true, now())`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitingForLock(inserter);
     await deleter.query('COMMIT');
     await expect(inserting).rejects.toMatchObject({ code: '23503' });
     expect(await metricsOf(10)).toEqual([]);

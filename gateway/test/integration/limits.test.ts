@@ -1,10 +1,12 @@
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
+import { readFile, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import type { Gateway } from '../../src/gateway';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, request, startTestGateway } from '../helpers/gateway';
+import { startGatewayProcess } from '../helpers/process';
 
 // Hostile and broken clients: a gzip bomb, bodies past BULK_MAX_BYTES, an oversized line, bodies and
 // headers that stall (slow loris). Each is refused with the contract's error, the lines taken before
@@ -14,6 +16,11 @@ const MAX_LINE_BYTES = 1024;
 const BODY_IDLE_TIMEOUT_MS = 1000;
 const HEADERS_TIMEOUT_MS = 1000;
 const BULK_MAX_BYTES = 65_536;
+/**
+ * How late a timed-out connection may close: Node checks header timeouts once a second, and a loaded
+ * machine delays timers further. Still far below anything but the timeout closing it.
+ */
+const CLOSE_MARGIN_MS = 5000;
 
 let db: TestDatabase;
 /** Default limits but for short timeouts and a small line limit. */
@@ -62,18 +69,27 @@ function gzipBomb(): Buffer {
   return Buffer.concat(Array.from({ length: 64 }, () => member));
 }
 
-/** The largest RSS seen while `work` runs, sampled every 5 ms. */
-async function peakRss<T>(work: () => Promise<T>): Promise<{ result: T; peak: number }> {
-  let peak = process.memoryUsage.rss();
-  const sampler = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage.rss());
-  }, 5);
-  try {
-    const result = await work();
-    return { result, peak: Math.max(peak, process.memoryUsage.rss()) };
-  } finally {
-    clearInterval(sampler);
-  }
+/**
+ * What the kernel counts for one process (Linux /proc): its resident memory, the peak of it since the
+ * last resetPeak(), and the CPU time it has used. A gateway process of its own is measured this way,
+ * so that neither the test worker's own memory nor a loaded machine's slowness gets into the numbers.
+ */
+async function processUsage(pid: number): Promise<{ rssBytes: number; peakBytes: number; cpuMs: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]) * 1024;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // utime and stime, the 14th and 15th fields, in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+  const [utime, stime] = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .slice(11, 13)
+    .map(Number);
+  return { rssBytes: kib('VmRSS'), peakBytes: kib('VmHWM'), cpuMs: ((utime ?? 0) + (stime ?? 0)) * 10 };
+}
+
+/** Resets the process's peak resident memory (VmHWM) to what it holds now. */
+async function resetPeak(pid: number): Promise<void> {
+  await writeFile(`/proc/${pid}/clear_refs`, '5');
 }
 
 /**
@@ -134,8 +150,8 @@ function stallAfter(
     });
     setTimeout(() => {
       socket.destroy();
-      reject(new Error('the server did not close the stalled connection within 10 s'));
-    }, 10_000).unref();
+      reject(new Error('the server did not close the stalled connection within 20 s'));
+    }, 20_000).unref();
   });
 }
 
@@ -143,25 +159,38 @@ const bulkHead = (url: string, extra = ''): string =>
   `POST /v1/metrics/bulk HTTP/1.1\r\nHost: ${new URL(url).host}\r\nContent-Type: application/x-ndjson\r\n${extra}\r\n`;
 
 describe('a gzip bomb', () => {
-  it('is refused with 413 after inflating about a megabyte, without the memory or time to inflate it', async () => {
-    const bomb = gzipBomb();
-    expect(bomb.length).toBeLessThan(1_200_000);
-    const before = process.memoryUsage.rss();
-    const started = Date.now();
-    const { result: response, peak } = await peakRss(() =>
-      postChunked(`${gateway.url}/v1/metrics/bulk`, [bomb], { 'content-encoding': 'gzip' }),
-    );
-    expect(response.status).toBe(413);
-    expect(response.body).toMatchObject({
-      error: 'payload_too_large',
-      message: expect.stringMatching(/BULK_GZIP_MAX_RATIO/),
-    });
-    // Inflating 1 GiB takes about 4 s of CPU here; the refusal needs the first MiB only.
-    expect(Date.now() - started).toBeLessThan(2000);
-    expect(peak - before).toBeLessThan(64 * 1024 * 1024);
-    // The gateway is fine: the next upload is taken.
-    expect(await postNdjson(`${gateway.url}/v1/metrics/bulk`, `${line(1)}\n`)).toMatchObject({ status: 200 });
-  });
+  // Measured on a gateway process of its own: its memory and CPU time, not the test worker's, and not
+  // the wall clock, which a loaded machine stretches.
+  (process.platform === 'linux' ? it : it.skip)(
+    'is refused with 413 after inflating about a megabyte, without the memory or time to inflate it',
+    async () => {
+      const bomb = gzipBomb();
+      expect(bomb.length).toBeLessThan(1_200_000);
+      const child = await startGatewayProcess({ DATABASE_URL: db.url, SPOOL: 'false', LOG_LEVEL: 'warn' });
+      const pid = child.child.pid as number;
+      try {
+        // A first upload, so that what is set up on first use is not counted.
+        expect(await postNdjson(`${child.url}/v1/metrics/bulk`, `${line(1)}\n`)).toMatchObject({ status: 200 });
+        await resetPeak(pid);
+        const before = await processUsage(pid);
+        const response = await postChunked(`${child.url}/v1/metrics/bulk`, [bomb], { 'content-encoding': 'gzip' });
+        const after = await processUsage(pid);
+        expect(response.status).toBe(413);
+        expect(response.body).toMatchObject({
+          error: 'payload_too_large',
+          message: expect.stringMatching(/BULK_GZIP_MAX_RATIO/),
+        });
+        // Inflating the whole 1 GiB takes about 4 s of CPU here; the refusal needs the first MiB only.
+        expect(after.cpuMs - before.cpuMs).toBeLessThan(1500);
+        expect(after.peakBytes - before.rssBytes).toBeLessThan(64 * 1024 * 1024);
+        // The gateway is fine: the next upload is taken.
+        expect(await postNdjson(`${child.url}/v1/metrics/bulk`, `${line(1)}\n`)).toMatchObject({ status: 200 });
+      } finally {
+        child.child.kill('SIGTERM');
+        await child.exited;
+      }
+    },
+  );
 
   it('is refused by BULK_MAX_BYTES too when the ratio check is off', async () => {
     const response = await postChunked(`${capped.url}/v1/metrics/bulk`, [gzipBomb()], { 'content-encoding': 'gzip' });
@@ -197,11 +226,12 @@ describe('BULK_MAX_BYTES', () => {
     const chunks = Array.from({ length: Math.ceil((2 * BULK_MAX_BYTES) / chunk.length) }, () => chunk);
     const response = await postChunked(`${capped.url}/v1/metrics/bulk`, chunks);
     expect(response).toMatchObject({ status: 413, body: { error: 'payload_too_large' } });
-    const brokeOff = response.body.details.find((detail: any) => detail.accepted !== undefined);
-    expect(brokeOff.accepted).toBeGreaterThan(0);
-    expect(brokeOff.accepted).toBeLessThanOrEqual(BULK_MAX_BYTES / (line(11).length + 1));
-    await capped.batcher.drain();
-    expect(await countWithTalkedTime(11)).toBe(brokeOff.accepted);
+    const { accepted, pending, resend_from_line: resendFrom } = response.body;
+    expect(accepted).toBeGreaterThan(0);
+    expect(accepted).toBeLessThanOrEqual(BULK_MAX_BYTES / (line(11).length + 1));
+    expect(pending).toBe(0);
+    expect(resendFrom).toBe(accepted + 1);
+    expect(await countWithTalkedTime(11)).toBe(accepted);
   });
 });
 
@@ -237,13 +267,12 @@ describe('slow clients', () => {
 
     const { reply, closedAfterMs } = await stalled;
     expect(closedAfterMs).toBeGreaterThanOrEqual(BODY_IDLE_TIMEOUT_MS - 50);
-    expect(closedAfterMs).toBeLessThan(BODY_IDLE_TIMEOUT_MS + 2000);
+    expect(closedAfterMs).toBeLessThan(BODY_IDLE_TIMEOUT_MS + CLOSE_MARGIN_MS);
     expect(reply).toMatch(/^HTTP\/1\.1 408 /);
     expect(reply).toMatch(/\r\nconnection: close\r\n/i);
     const answer = JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4));
     expect(answer).toMatchObject({ error: 'request_timeout' });
-    expect(answer.details).toContainEqual(expect.objectContaining({ line: 3, accepted: 2 }));
-    await gateway.batcher.drain();
+    expect(answer).toMatchObject({ accepted: 2, pending: 0, resend_from_line: 3 });
     expect(await countWithTalkedTime(30)).toBe(2);
   });
 
@@ -269,7 +298,7 @@ describe('slow clients', () => {
         void (async () => {
           for (const chunk of chunks) {
             req.write(chunk);
-            await sleep(BODY_IDLE_TIMEOUT_MS / 4);
+            await sleep(BODY_IDLE_TIMEOUT_MS / 10);
           }
           req.end();
         })();
@@ -284,8 +313,7 @@ describe('slow clients', () => {
       `POST /v1/metrics HTTP/1.1\r\nHost: ${new URL(gateway.url).host}\r\nContent-Type: appl`,
     );
     expect(reply).toMatch(/^HTTP\/1\.1 408 /);
-    // Node checks the timeouts once a second (connectionsCheckingInterval).
-    expect(closedAfterMs).toBeLessThan(HEADERS_TIMEOUT_MS + 2500);
+    expect(closedAfterMs).toBeLessThan(HEADERS_TIMEOUT_MS + CLOSE_MARGIN_MS);
   });
 
   it('answers 408 and closes a connection whose single-metric body stalls, after BODY_IDLE_TIMEOUT_MS', async () => {
@@ -296,7 +324,7 @@ describe('slow clients', () => {
     expect(reply).toMatch(/^HTTP\/1\.1 408 /);
     expect(reply).toContain('"error":"request_timeout"');
     expect(closedAfterMs).toBeGreaterThanOrEqual(BODY_IDLE_TIMEOUT_MS - 50);
-    expect(closedAfterMs).toBeLessThan(BODY_IDLE_TIMEOUT_MS + 2500);
+    expect(closedAfterMs).toBeLessThan(BODY_IDLE_TIMEOUT_MS + CLOSE_MARGIN_MS);
     expect(await countWithTalkedTime(40)).toBe(0);
   });
 });

@@ -9,8 +9,10 @@ import { PROJECT_ROOT } from '../../src/paths';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { describeInChromium, launchChromium } from '../helpers/chromium';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
+import { addRunNote } from '../helpers/run-notes';
 
-// The status page in a real headless Chromium (Debian's package; .ci/run installs it when apt can):
+// The status page in a real headless Chromium (found by helpers/find-chromium.js; .ci/run installs
+// Debian's package when apt can):
 // it loads, shows live figures, and they change as rows are ingested through the API. With
 // UPDATE_SCREENSHOT=1 the final state is saved as docs/status-page.png for the README.
 

@@ -162,20 +162,26 @@ describe('IngestStats', () => {
     expect(points.every((p) => p.accepted_per_second === 10 && p.flush_latency_ms === null)).toBe(true);
   });
 
-  it('samples on a timer that does not keep the process alive, until stopped', async () => {
-    const stats = new IngestStats({
-      readTotals: async () => totals,
-      buffer,
-      rejections: new RecentRejections(),
-      intervalMs: 20,
-    });
-    stats.start();
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    stats.stop();
-    const count = (await stats.snapshot()).history.points.length;
-    expect(count).toBeGreaterThanOrEqual(2);
-    await new Promise((resolve) => setTimeout(resolve, 80));
-    expect((await stats.snapshot()).history.points.length).toBe(count);
+  it('samples on a timer, until stopped', async () => {
+    jest.useFakeTimers();
+    try {
+      const stats = new IngestStats({
+        readTotals: async () => totals,
+        buffer,
+        rejections: new RecentRejections(),
+        intervalMs: 20,
+      });
+      stats.start();
+      await jest.advanceTimersByTimeAsync(150);
+      stats.stop();
+      const count = (await stats.snapshot()).history.points.length;
+      // A sample at start and one every 20 ms: 8 samples, 7 points between them.
+      expect(count).toBe(7);
+      await jest.advanceTimersByTimeAsync(80);
+      expect((await stats.snapshot()).history.points.length).toBe(count);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 });
 
