@@ -9,7 +9,6 @@ import { PROJECT_ROOT } from '../../src/paths';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { describeInChromium, launchChromium } from '../helpers/chromium';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
-import { addRunNote } from '../helpers/run-notes';
 
 // The status page in a real headless Chromium (found by helpers/find-chromium.js; .ci/run installs
 // Debian's package when apt can):
