@@ -43,8 +43,8 @@ const send = (key: string) =>
 it('answers a flood of unknown keys from one address 429 past its budget, without a query, and still serves a known key', async () => {
   const { key } = await createApiKey(db.pool, 'fleet', 'ingest');
   expect((await send(key)).status).toBe(202);
-  // Every key lookup is one query on the gateway's pool (findActiveApiKey).
-  const queries = jest.spyOn(gateway.pool, 'query');
+  // Every key lookup is one query on the gateway's request pool (findActiveApiKey).
+  const queries = jest.spyOn(gateway.requestPool, 'query');
   const keyLookups = (): number =>
     queries.mock.calls.filter(([sql]) => typeof sql === 'string' && sql.includes('api_keys')).length;
 

@@ -339,9 +339,10 @@ describe('security configuration', () => {
   });
 
   it('keeps key lookups from taking the connections COPY needs', () => {
-    expect(loadConfig({ PG_POOL_MAX: '4', FLUSH_CONCURRENCY: '2' }).authLookupConcurrency).toBe(2);
-    expect(() => loadConfig({ PG_POOL_MAX: '4', FLUSH_CONCURRENCY: '2', AUTH_LOOKUP_CONCURRENCY: '3' })).toThrow(
-      /AUTH_LOOKUP_CONCURRENCY \(3\) must be at most PG_POOL_MAX - FLUSH_CONCURRENCY \(2\)/,
+    // FLUSH_CONCURRENCY + 1 connections write batches; the rest serve requests, key lookups among them.
+    expect(loadConfig({ PG_POOL_MAX: '5', FLUSH_CONCURRENCY: '2' }).authLookupConcurrency).toBe(2);
+    expect(() => loadConfig({ PG_POOL_MAX: '5', FLUSH_CONCURRENCY: '2', AUTH_LOOKUP_CONCURRENCY: '3' })).toThrow(
+      /AUTH_LOOKUP_CONCURRENCY \(3\) must be at most PG_POOL_MAX - FLUSH_CONCURRENCY - 1 \(2\)/,
     );
   });
 
