@@ -84,7 +84,13 @@ describeInBrowser('the status page in Chromium', () => {
     expect(await figure(page, 'flush-latency')).toBeGreaterThan(0);
     expect(await figure(page, 'total-rejected')).toBeGreaterThan(0);
 
-    // The refused lines, newest first, with their line numbers and reasons.
+    // The refused lines, newest first, with their line numbers and reasons; the single metric refused last
+    // may reach the page one poll after the totals did.
+    await page
+      .locator('#rejections tbody tr')
+      .first()
+      .locator('td', { hasText: /^single$/ })
+      .waitFor({ timeout: 5000 });
     const rows = await page.locator('#rejections tbody tr').allTextContents();
     expect(rows.length).toBeGreaterThan(5);
     expect(await page.isVisible('#no-rejections')).toBe(false);
