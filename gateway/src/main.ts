@@ -19,6 +19,19 @@ async function main(): Promise<void> {
     throw error;
   });
 
+  // Before the banner: whoever waits for it may signal at once.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.info({ signal }, 'signal received');
+    void (async () => {
+      const { flushed } = await gateway.stop();
+      // The gateway owns its embedded server, also one it found still running after a crash.
+      await database.embedded?.stop();
+      process.exit(flushed ? 0 : 1);
+    })();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+
   logger.info(
     {
       url: gateway.url,
@@ -44,18 +57,6 @@ async function main(): Promise<void> {
       '',
     ].join('\n') + '\n',
   );
-
-  const onSignal = (signal: NodeJS.Signals): void => {
-    logger.info({ signal }, 'signal received');
-    void (async () => {
-      const { flushed } = await gateway.stop();
-      // The gateway owns its embedded server, also one it found still running after a crash.
-      await database.embedded?.stop();
-      process.exit(flushed ? 0 : 1);
-    })();
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
 }
 
 main().catch((error: unknown) => {
