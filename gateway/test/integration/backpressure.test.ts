@@ -1,5 +1,6 @@
 import { gzipSync } from 'node:zlib';
 import type { PoolClient } from 'pg';
+import { until } from '../helpers/until';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
 
@@ -88,7 +89,7 @@ it('wait=false: a full buffer spills to the spool, with no 429, memory within th
     await release();
   }
   expect(most).toBeLessThanOrEqual(BUFFER);
-  await waitFor(async () => (await count()) === before + rows);
+  await until(async () => (await count()) === before + rows, 'the rows stored', 20_000);
 }, 90_000);
 
 it('wait=false without a spool (SPOOL=false): single POSTs get 429 with Retry-After while the buffer is full', async () => {
@@ -135,7 +136,7 @@ it('wait=false bulk: taken into the spool while writes are blocked, memory withi
     await release();
   }
   expect(most).toBeLessThanOrEqual(BUFFER);
-  await waitFor(async () => (await count()) === before + lines);
+  await until(async () => (await count()) === before + lines, 'the rows stored', 20_000);
 });
 
 /** Lines of one test, told apart by talked_time = offset + line (offsets above the 10,000 of the other tests). */
@@ -257,17 +258,13 @@ it('wait=false: 429 once the spool is full (SPOOL_MAX_BYTES), with exactly the s
     expect(response).toMatchObject({ status: 429, body: { error: 'overloaded', pending: 0 } });
     expect(response.body.accepted).toBeGreaterThan(0);
     expect(response.body.accepted).toBeLessThan(lines);
-    await waitFor(async () => (await storedLines(offset, lines)).length === response.body.accepted);
+    await until(
+      async () => (await storedLines(offset, lines)).length === response.body.accepted,
+      'the rows stored',
+      20_000,
+    );
     expectStoredToMatch(response.body, await storedLines(offset, lines), lines);
   } finally {
     await small.stop();
   }
 });
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

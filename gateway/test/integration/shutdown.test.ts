@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { until } from '../helpers/until';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postNdjson } from '../helpers/gateway';
 import { startGatewayProcess } from '../helpers/process';
@@ -104,7 +105,7 @@ it('exits with 1 at SHUTDOWN_TIMEOUT_MS while a lock holds every write, keeps th
   // The next start replays the spool: the 200 acknowledged rows are stored exactly once.
   const restarted = await startGatewayProcess(env);
   try {
-    await waitFor(async () => (await count(10_000, 10_200)) === 200);
+    await until(async () => (await count(10_000, 10_200)) === 200, 'the rows stored', 20_000);
     expect(await count(20_000, 20_200)).toBeLessThanOrEqual(200);
   } finally {
     restarted.child.kill('SIGTERM');
@@ -121,14 +122,6 @@ it('takes no new requests after SIGTERM', async () => {
   expect(await gateway.exited).toBe(0);
   await expect(fetch(`${url}/healthz`)).rejects.toThrow();
 });
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 it('stops with a message naming the variable when the configuration is bad', async () => {
   await expect(startGatewayProcess({ DATABASE_URL: db.url, BATCH_MAX_ROWS: 'lots' })).rejects.toThrow(
