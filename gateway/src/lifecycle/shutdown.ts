@@ -9,7 +9,7 @@ export interface ShutdownParts {
   readonly logger: Logger;
   readonly timeoutMs: number;
   /** The spool of wait=false rows, if any: what it holds when the deadline passes is kept for the next start. */
-  readonly spool?: Pick<Spool, 'stopFeeding' | 'close' | 'pendingRows'>;
+  readonly spool?: Pick<Spool, 'feedBacklog' | 'close' | 'pendingRows'>;
   /** Closes the database connections (and whatever else holds the process), after the buffer is flushed. */
   readonly closeConnections: () => Promise<void>;
 }
@@ -42,8 +42,8 @@ async function atMost(ms: number, work: Promise<unknown>): Promise<void> {
 }
 
 /**
- * Stops in order: take no new requests and stop feeding the spool's backlog into the buffer, flush
- * every buffered row (which also lets waiting requests finish), then close the connections. After
+ * Stops in order: take no new requests, flush every buffered row (which also lets waiting requests
+ * finish) and every spooled row still on disk, then close the connections. After
  * `timeoutMs` open connections are cut and the flusher gives up: rows that were only in memory are
  * lost and counted, spooled ones stay on disk for the next start, and nothing waits for PostgreSQL
  * any longer (a COPY stuck behind a lock must not hold the process). Calling it again returns the
@@ -61,10 +61,11 @@ export function createShutdown(parts: ShutdownParts): () => Promise<ShutdownOutc
     });
     const orderly = (async () => {
       const serverClosed = closeServer(server);
-      await spool?.stopFeeding();
       await batcher.drain();
       await serverClosed;
-      await batcher.drain(); // rows appended by requests that were still being read
+      // Rows spooled by the last requests, and any backlog an outage left on disk, go in before the end.
+      await spool?.feedBacklog();
+      await batcher.drain();
       return 'done' as const;
     })();
     const outcome = await Promise.race([orderly, deadline]);

@@ -210,6 +210,21 @@ export class Spool {
     await this.removeFinishedSegments();
   }
 
+  /**
+   * Resolves once every append is written and every durable row is in the buffer (the buffer must be
+   * flushing meanwhile), or once feeding stops; for a shutdown that flushes everything it can.
+   */
+  async feedBacklog(): Promise<void> {
+    while (this.feeding && (this.writing !== undefined || this.backlogRows > 0)) {
+      const before = this.handedSeq;
+      await this.writing;
+      this.startReader();
+      await this.reading;
+      // A reader that took nothing could not read its files (it logged why): the rows stay for a replay.
+      if (this.handedSeq === before && this.writing === undefined) return;
+    }
+  }
+
   /** Stops handing rows to the buffer; what is still on disk stays there for the next start. */
   async stopFeeding(): Promise<void> {
     this.feeding = false;

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { until } from '../helpers/until';
@@ -113,6 +113,35 @@ it('exits with 1 at SHUTDOWN_TIMEOUT_MS while a lock holds every write, keeps th
     await rm(spoolDir, { recursive: true, force: true });
   }
   expect(await count(10_000, 10_200)).toBe(200);
+});
+
+it('writes the wait=false rows still waiting in the spool on SIGTERM, leaving no spool file, and exits 0', async () => {
+  const spoolDir = await mkdtemp(path.join(os.tmpdir(), 'mg-shutdown-backlog-'));
+  // A buffer of 100 rows and writes held by a lock: most of the 1000 rows wait on disk only.
+  const gateway = await startGatewayProcess({
+    DATABASE_URL: db.url,
+    SPOOL_DIR: spoolDir,
+    BUFFER_MAX_ROWS: '100',
+    BATCH_MAX_ROWS: '50',
+  });
+  const locker = await db.pool.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE user_metrics IN EXCLUSIVE MODE');
+    const body = Array.from({ length: 1000 }, (_, i) => JSON.stringify(metric(30_000 + i))).join('\n');
+    expect(await postNdjson(`${gateway.url}/v1/metrics/bulk?wait=false`, body)).toMatchObject({
+      status: 202,
+      body: { accepted: 1000 },
+    });
+  } finally {
+    await locker.query('COMMIT');
+    locker.release();
+  }
+  gateway.child.kill('SIGTERM');
+  expect(await gateway.exited).toBe(0);
+  expect(await count(30_000, 31_000)).toBe(1000);
+  expect((await readdir(spoolDir)).filter((name) => name.endsWith('.spool'))).toEqual([]);
+  await rm(spoolDir, { recursive: true, force: true });
 });
 
 it('takes no new requests after SIGTERM', async () => {
