@@ -13,3 +13,17 @@ export function numberedMetrics(): (userId: number, deviceId?: string | null) =>
     time_recorded: 1_700_000_000_000,
   });
 }
+
+/**
+ * Metric n of user `userId`, told apart by its talked_time: n itself, or n / `scale` when n runs past
+ * the 86,400 s a talked_time may have (a float8 round-trips n / 1000 exactly).
+ */
+export function numberedMetric(n: number, { userId = 1, scale = 1 } = {}): Record<string, unknown> {
+  return {
+    user_id: userId,
+    talked_time: n / scale,
+    microphone_used: true,
+    speaker_used: false,
+    time_recorded: 1_700_000_000_000 + n,
+  };
+}

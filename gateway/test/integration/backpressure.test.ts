@@ -3,6 +3,7 @@ import type { PoolClient } from 'pg';
 import { until } from '../helpers/until';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
+import { numberedMetric } from '../helpers/numbered-metrics';
 
 // A slow database must slow the clients, not grow the gateway's memory: the buffer holds at most
 // BUFFER_MAX_ROWS; wait=false rows beyond it wait in the spool on disk; wait=true requests beyond it
@@ -14,13 +15,7 @@ let db: TestDatabase;
 let gateway: Awaited<ReturnType<typeof startTestGateway>>;
 const BUFFER = 1000;
 
-const metric = (i: number) => ({
-  user_id: 1,
-  talked_time: i,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: 1_700_000_000_000 + i,
-});
+const metric = (i: number) => numberedMetric(i);
 
 async function count(): Promise<number> {
   const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM user_metrics');

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson } from '../helpers/gateway';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/process';
+import { numberedMetric } from '../helpers/numbered-metrics';
 
 // kill -9 the gateway: a 201/200 (wait=true) means committed, so every such row is in the database
 // at once; a 202 (wait=false) means spooled to disk, so every such row is there after a restart,
@@ -13,13 +14,7 @@ let db: TestDatabase;
 let spoolDir: string;
 const running: GatewayProcess[] = [];
 
-const metric = (n: number) => ({
-  user_id: 1,
-  talked_time: n,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: 1_700_000_000_000 + n,
-});
+const metric = (n: number) => numberedMetric(n);
 
 async function stored(): Promise<{ rows: number; distinct: number }> {
   const { rows } = await db.pool.query<{ rows: number; distinct: number }>(

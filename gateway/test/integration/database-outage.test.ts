@@ -6,6 +6,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embed
 import type { TestDatabase } from '../helpers/database';
 import { postJson, request, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
+import { numberedMetric } from '../helpers/numbered-metrics';
 
 // PostgreSQL stops and starts again under load. The test runs a PostgreSQL of its own, so it can stop
 // it freely. While it is down: the process stays up, /readyz answers 503, wait=true requests get 503
@@ -17,13 +18,7 @@ let server: EmbeddedPostgres;
 let gateway: Awaited<ReturnType<typeof startTestGateway>>;
 
 // talked_time names the request: n / 1000 keeps any n of the run inside the 0 .. 86400 s range.
-const metric = (n: number) => ({
-  user_id: 1,
-  talked_time: n / 1000,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: 1_700_000_000_000 + n,
-});
+const metric = (n: number) => numberedMetric(n, { scale: 1000 });
 
 async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
   const started = Date.now();

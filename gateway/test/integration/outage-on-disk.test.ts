@@ -6,6 +6,8 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embed
 import { postJson, postNdjson } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/process';
+import { numberedMetric } from '../helpers/numbered-metrics';
+import { until } from '../helpers/until';
 
 // An outage is absorbed on disk, not in memory: PostgreSQL is stopped for OUTAGE_MS under a steady
 // wait=false load (bulk and single). Every request is answered 202 (no 429: the spool has room), the
@@ -26,14 +28,7 @@ let server: EmbeddedPostgres;
 let gateway: GatewayProcess | undefined;
 let gatewayUrl: string;
 
-/** Row n, told apart by its talked_time (n / 1000 stays within a day's seconds and round-trips exactly). */
-const metric = (n: number, userId = 1) => ({
-  user_id: userId,
-  talked_time: n / 1000,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: 1_700_000_000_000 + n,
-});
+const metric = (n: number, userId = 1) => numberedMetric(n, { userId, scale: 1000 });
 
 async function query<T>(sql: string): Promise<T[]> {
   const client = new Client({ connectionString: gatewayUrl });
@@ -56,15 +51,6 @@ async function spoolBytes(): Promise<number> {
     if (name.endsWith('.spool')) bytes += (await stat(path.join(spoolDir, name))).size;
   }
   return bytes;
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return Date.now() - started;
 }
 
 beforeAll(async () => {
@@ -150,10 +136,13 @@ it(
     await load;
 
     const total = acknowledged.length;
-    const drainedMs = await until(
+    const drainStarted = Date.now();
+    await until(
       async () => (await query<{ n: number }>('SELECT count(*)::int AS n FROM user_metrics'))[0]?.n === total + 1,
+      'every acknowledged row stored',
       180_000,
     );
+    const drainedMs = Date.now() - drainStarted;
     const [stored] = await query<{ n: number; distinct: number }>(
       `SELECT count(*)::int AS n, count(DISTINCT talked_time)::int AS distinct FROM user_metrics WHERE user_id = 1`,
     );

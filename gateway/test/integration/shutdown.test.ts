@@ -5,6 +5,7 @@ import { until } from '../helpers/until';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postNdjson } from '../helpers/gateway';
 import { startGatewayProcess } from '../helpers/process';
+import { numberedMetric } from '../helpers/numbered-metrics';
 
 // The real process: SIGTERM stops intake, flushes every buffered row, closes and exits 0.
 
@@ -51,13 +52,7 @@ it('flushes every buffered row on SIGTERM and exits 0', async () => {
   expect(gateway.output()).toContain('"lostRows":0');
 });
 
-const metric = (i: number) => ({
-  user_id: 1,
-  talked_time: i,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: 1_700_000_000_000 + i,
-});
+const metric = (i: number) => numberedMetric(i);
 
 async function count(from: number, to: number): Promise<number> {
   const { rows } = await db.pool.query<{ n: number }>(
