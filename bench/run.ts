@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { CONFIG_DOCS } from '../gateway/src/config';
+import { CONFIG_VARIABLE_NAMES } from '../gateway/src/config';
 import { createLogger } from '../gateway/src/logger';
 import { PROJECT_ROOT } from '../gateway/src/paths';
 import {
@@ -94,9 +94,9 @@ function shellQuote(word: string): string {
 
 /** The gateway's configuration variables that are set in this environment (they reach the gateway). */
 function gatewayOverrides(env: NodeJS.ProcessEnv): [string, string][] {
-  return CONFIG_DOCS.map((doc) => doc.name)
-    .filter((name) => !SET_BY_BENCH.has(name) && env[name] !== undefined && env[name] !== '')
-    .map((name) => [name, env[name] as string]);
+  return CONFIG_VARIABLE_NAMES.filter(
+    (name) => !SET_BY_BENCH.has(name) && env[name] !== undefined && env[name] !== '',
+  ).map((name) => [name, env[name] as string]);
 }
 
 function commandLine(argv: readonly string[], overrides: readonly [string, string][]): string {

@@ -3,69 +3,6 @@ import { DEFAULT_DATA_DIR } from './paths';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
-export interface Config {
-  /** Unset: an embedded PostgreSQL is started with its data under `dataDir`. */
-  readonly databaseUrl: string | undefined;
-  readonly dataDir: string;
-  readonly port: number;
-  readonly host: string;
-  readonly logLevel: LogLevel;
-  readonly batchMaxRows: number;
-  readonly batchMaxWaitMs: number;
-  readonly bufferMaxRows: number;
-  readonly flushConcurrency: number;
-  /** How long a `wait=true` request waits for its rows to commit before it gets 503. */
-  readonly ackTimeoutMs: number;
-  /** How long a bulk upload may wait for buffer space before its remaining lines are refused (429). */
-  readonly bulkBackpressureTimeoutMs: number;
-  readonly shutdownTimeoutMs: number;
-  readonly migrateOnStart: boolean;
-  /** Seed demo users and devices into an empty database at start-up. */
-  readonly seedDemoData: boolean;
-  /** Every route but /healthz and /readyz (and /metrics, /docs unless asked) needs `Authorization: Bearer KEY`. */
-  readonly authRequired: boolean;
-  /** How long a key lookup is trusted when no change to it is announced (api-key-changes.ts). */
-  readonly authCacheTtlMs: number;
-  readonly metricsAuthRequired: boolean;
-  readonly docsAuthRequired: boolean;
-  /** Requests per second per API key; 0: no limit. */
-  readonly rateLimitPerKeyRps: number;
-  readonly rateLimitBurst: number;
-  /** Lookups of API keys not in the cache per second per client address; 0: no limit. */
-  readonly authLookupRatePerAddress: number;
-  readonly authLookupBurstPerAddress: number;
-  /** API key lookups running at once, so that a flood of unknown keys leaves the pool to the writer. */
-  readonly authLookupConcurrency: number;
-  /** TCP connections the HTTP server holds at once; more are closed at once. */
-  readonly maxConnections: number;
-  /** Bulk uploads in progress at once; the next gets 429 before its body is read. 0: no limit. */
-  readonly bulkMaxConcurrent: number;
-  /** A bulk body must arrive at this rate, on average over each BODY_IDLE_TIMEOUT_MS of waiting for it; 0: any. */
-  readonly bodyMinBytesPerSecond: number;
-  readonly metricMaxBytes: number;
-  readonly bulkMaxLineBytes: number;
-  /** Bytes of a bulk body after decompression; 0: no limit. */
-  readonly bulkMaxBytes: number;
-  /** Decompressed bytes per compressed byte of a gzip bulk body; 0: no limit. */
-  readonly bulkGzipMaxRatio: number;
-  /** A bulk body that sends nothing for this long is cut off (408); 0: never. */
-  readonly bodyIdleTimeoutMs: number;
-  readonly headersTimeoutMs: number;
-  /** The whole request, headers and body, must arrive within this; 0: no limit. */
-  readonly requestTimeoutMs: number;
-  readonly pgPoolMax: number;
-  /** Every non-bulk request is answered within this; the request path's database calls are bounded by parts of it. */
-  readonly requestDeadlineMs: number;
-  /** A write whose connection moves no byte for this long has it closed and is retried; 0: never. */
-  readonly writeStallTimeoutMs: number;
-  /** wait=false rows are written to a local spool before they are acknowledged. */
-  readonly spoolEnabled: boolean;
-  readonly spoolDir: string;
-  readonly spoolSegmentBytes: number;
-  /** The spool's segment files may hold this many bytes together; then wait=false gets 429. 0: no limit. */
-  readonly spoolMaxBytes: number;
-}
-
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
     super(`invalid configuration:\n  ${problems.join('\n  ')}`);
@@ -75,230 +12,293 @@ export class ConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+/** Another setting's value, for a default that depends on it. */
+type Get = <K extends keyof Config>(key: K) => Config[K];
 
-/** Every variable the gateway reads, with its default and meaning; README's table is made from this. */
-export const CONFIG_DOCS: readonly { name: string; default: string; meaning: string }[] = [
-  { name: 'DATABASE_URL', default: '(unset: embedded PostgreSQL)', meaning: 'PostgreSQL connection string' },
-  { name: 'DATA_DIR', default: '.data', meaning: 'where the embedded PostgreSQL keeps its data' },
-  { name: 'PORT', default: '8080', meaning: 'HTTP port' },
-  { name: 'HOST', default: '127.0.0.1', meaning: 'HTTP bind address (0.0.0.0 for all interfaces)' },
-  { name: 'LOG_LEVEL', default: 'info', meaning: LOG_LEVELS.join(', ') },
-  { name: 'BATCH_MAX_ROWS', default: '5000', meaning: 'rows per COPY batch at most' },
-  { name: 'BATCH_MAX_WAIT_MS', default: '5', meaning: 'flush a batch this long after its first row' },
-  { name: 'BUFFER_MAX_ROWS', default: '200000', meaning: 'rows buffered or in flight at most' },
-  { name: 'FLUSH_CONCURRENCY', default: '2', meaning: 'COPY batches in flight at once' },
-  {
-    name: 'ACK_TIMEOUT_MS',
-    default: '10000',
-    meaning: "wait=true: answer 503 when none of the request's rows is committed for this long",
+/** How the text of a variable becomes a value. */
+interface Kind<T> {
+  /** Ends the message "NAME must be ...". */
+  readonly expected: string;
+  /** The value, or undefined when the text is refused. */
+  readonly parse: (raw: string) => T | undefined;
+  /** The refused text is left out of the message: it may hold a password. */
+  readonly secret?: boolean;
+}
+
+interface Variable<T> {
+  readonly env: string;
+  readonly kind: Kind<T>;
+  /** Taken when the variable is unset or empty, and when its text is refused (so that the checks across variables still run). */
+  readonly default: T | ((get: Get, env: Env) => T);
+  /** The default as the docs table shows it (Markdown); needed when `default` is a function. */
+  readonly shownDefault?: string;
+  /** What it does, for the docs table (Markdown). */
+  readonly meaning: string;
+}
+
+const integer = (min: number, max: number): Kind<number> => ({
+  expected: `an integer from ${min} to ${max}`,
+  parse: (raw) => {
+    const value = Number(raw);
+    const ok = /^\s*-?\d+\s*$/.test(raw) && Number.isSafeInteger(value) && value >= min && value <= max;
+    return ok ? value : undefined;
   },
-  {
-    name: 'BULK_BACKPRESSURE_TIMEOUT_MS',
-    default: '30000',
-    meaning: 'bulk: wait this long for buffer space, then 429',
+});
+const boolean: Kind<boolean> = {
+  expected: 'true or false',
+  parse: (raw) => {
+    const value = raw.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(value)) return true;
+    return ['false', '0', 'no', 'off'].includes(value) ? false : undefined;
   },
-  { name: 'SHUTDOWN_TIMEOUT_MS', default: '30000', meaning: 'deadline for draining the buffer on SIGTERM' },
-  {
-    name: 'MIGRATE_ON_START',
-    default: 'true',
-    meaning: 'apply pending migrations at start-up; false: refuse to start while any is pending',
-  },
-  {
-    name: 'SEED_DEMO_DATA',
-    default: 'true with the embedded database, else false',
+};
+const text: Kind<string> = { expected: 'text', parse: (raw) => raw };
+const oneOf = <T extends string>(values: readonly T[]): Kind<T> => ({
+  expected: `one of ${values.join(', ')}`,
+  parse: (raw) => values.find((value) => value === raw),
+});
+const postgresUrl: Kind<string> = {
+  expected: 'a postgres:// or postgresql:// URL',
+  parse: (raw) => (/^postgres(ql)?:\/\//.test(raw) ? raw : undefined),
+  secret: true,
+};
+
+const variable = <T>(env: string, kind: Kind<T>, rest: Omit<Variable<T>, 'env' | 'kind'>) => ({ env, kind, ...rest });
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const NO_LIMIT = '`0` (no limit)';
+
+/** Every variable the gateway reads, in the order of the docs table (docs/operations.md, "Configuration"). */
+const VARIABLES = {
+  databaseUrl: variable<string | undefined>('DATABASE_URL', postgresUrl, {
+    default: undefined,
+    shownDefault: 'unset: embedded PostgreSQL',
+    meaning: 'PostgreSQL connection string',
+  }),
+  dataDir: variable('DATA_DIR', text, {
+    default: DEFAULT_DATA_DIR,
+    shownDefault: '`.data`',
+    meaning: 'where the embedded PostgreSQL keeps its data',
+  }),
+  port: variable('PORT', integer(0, 65535), { default: 8080, meaning: 'HTTP port' }),
+  host: variable('HOST', text, { default: '127.0.0.1', meaning: 'bind address (`0.0.0.0` for every interface)' }),
+  logLevel: variable<LogLevel>('LOG_LEVEL', oneOf(LOG_LEVELS), {
+    default: 'info',
+    meaning: LOG_LEVELS.map((level) => `\`${level}\``).join(', '),
+  }),
+  batchMaxRows: variable('BATCH_MAX_ROWS', integer(1, 1_000_000), {
+    default: 5000,
+    meaning: 'rows per COPY batch at most',
+  }),
+  batchMaxWaitMs: variable('BATCH_MAX_WAIT_MS', integer(0, 60_000), {
+    default: 5,
+    meaning: 'a batch is written this long after its first row at the latest',
+  }),
+  bufferMaxRows: variable('BUFFER_MAX_ROWS', integer(1, 100_000_000), {
+    default: 200_000,
+    meaning: 'rows buffered or being written at most',
+  }),
+  flushConcurrency: variable('FLUSH_CONCURRENCY', integer(1, 64), {
+    default: 2,
+    meaning: 'COPY batches in flight at once',
+  }),
+  ackTimeoutMs: variable('ACK_TIMEOUT_MS', integer(100, 600_000), {
+    default: 10_000,
+    meaning:
+      "`wait=true`: answer `503` when none of the request's rows is committed for this long; a big upload that keeps committing is not cut off",
+  }),
+  bulkBackpressureTimeoutMs: variable('BULK_BACKPRESSURE_TIMEOUT_MS', integer(100, 3_600_000), {
+    default: 30_000,
+    meaning: 'a bulk upload waits this long for buffer room, then `429`',
+  }),
+  shutdownTimeoutMs: variable('SHUTDOWN_TIMEOUT_MS', integer(0, 3_600_000), {
+    default: 30_000,
+    meaning: 'deadline for flushing the buffer on `SIGTERM`',
+  }),
+  migrateOnStart: variable('MIGRATE_ON_START', boolean, {
+    default: true,
+    meaning:
+      'apply pending migrations at start-up, under an advisory lock; `false`: refuse to start, naming them, while any is pending (apply them with `npm run migrate`)',
+  }),
+  seedDemoData: variable('SEED_DEMO_DATA', boolean, {
+    default: (get: Get): boolean => get('databaseUrl') === undefined,
+    shownDefault: '`true` with the embedded database, else `false`',
     meaning: 'seed demo users and devices into an empty database',
-  },
-  {
-    name: 'AUTH_REQUIRED',
-    default: 'true when NODE_ENV=production (as in the Docker image), else false',
-    meaning: 'require Authorization: Bearer KEY on every route but /healthz and /readyz (see npm run keys)',
-  },
-  {
-    name: 'AUTH_CACHE_TTL_MS',
-    default: '30000',
-    meaning: 'how long a key lookup is cached when no change is announced (reconnecting); revocations apply at once',
-  },
-  {
-    name: 'METRICS_AUTH_REQUIRED',
-    default: 'false',
-    meaning: 'with AUTH_REQUIRED: GET /metrics and GET /v1/stats (the status page) need a key too',
-  },
-  {
-    name: 'DOCS_AUTH_REQUIRED',
-    default: 'false',
-    meaning: 'with AUTH_REQUIRED: /docs and /openapi.json need a key too',
-  },
-  {
-    name: 'RATE_LIMIT_PER_KEY_RPS',
-    default: '0 (no limit)',
-    meaning: 'with AUTH_REQUIRED: requests per second per key per gateway, then 429',
-  },
-  { name: 'RATE_LIMIT_BURST', default: 'RATE_LIMIT_PER_KEY_RPS', meaning: 'requests per key allowed at once' },
-  {
-    name: 'AUTH_LOOKUP_RATE_PER_ADDRESS',
-    default: '20',
+  }),
+  authRequired: variable('AUTH_REQUIRED', boolean, {
+    default: (_get: Get, env: Env): boolean => env.NODE_ENV === 'production',
+    shownDefault: '`true` when `NODE_ENV=production` (as in the Docker image), else `false`',
     meaning:
-      'with AUTH_REQUIRED: lookups of keys not in the cache per second per client address (IPv6: per /64), then 429; 0: no limit',
-  },
-  { name: 'AUTH_LOOKUP_BURST_PER_ADDRESS', default: '40', meaning: 'such lookups a client address may make at once' },
-  {
-    name: 'AUTH_LOOKUP_CONCURRENCY',
-    default: '4 (at most PG_POOL_MAX - FLUSH_CONCURRENCY)',
-    meaning: 'key lookups running at once per gateway; 64 times as many wait, more get 429',
-  },
-  { name: 'MAX_CONNECTIONS', default: '1024', meaning: 'TCP connections held at once; more are closed at once' },
-  {
-    name: 'BULK_MAX_CONCURRENT',
-    default: '16',
-    meaning: 'bulk uploads in progress at once; the next gets 429 before its body is read; 0: no limit',
-  },
-  {
-    name: 'BODY_MIN_BYTES_PER_SECOND',
-    default: '1024',
-    meaning: 'a bulk body arriving slower than this over BODY_IDLE_TIMEOUT_MS gets 408; 0: any rate',
-  },
-  { name: 'METRIC_MAX_BYTES', default: '16384', meaning: 'largest body of POST /v1/metrics' },
-  { name: 'BULK_MAX_LINE_BYTES', default: '65536', meaning: 'longest NDJSON line of a bulk upload' },
-  {
-    name: 'BULK_MAX_BYTES',
-    default: '0 (no limit: an upload streams in bounded memory; gzip bombs are stopped by the ratio)',
-    meaning: 'largest bulk body, counted after decompression; 0: no limit',
-  },
-  {
-    name: 'BULK_GZIP_MAX_RATIO',
-    default: '200',
-    meaning: 'gzip bulk bodies may inflate this many times (checked past 1 MiB); 0: no limit',
-  },
-  {
-    name: 'BODY_IDLE_TIMEOUT_MS',
-    default: '30000',
-    meaning: 'a bulk body that stalls this long, or a small body not whole by then, gets 408; 0: never',
-  },
-  { name: 'HEADERS_TIMEOUT_MS', default: '20000', meaning: 'the request headers must arrive within this' },
-  {
-    name: 'REQUEST_TIMEOUT_MS',
-    default: '0 (no limit: bulk uploads stream as long as they keep sending)',
-    meaning: 'the whole request (headers and body) must arrive within this; 0: no limit',
-  },
-  {
-    name: 'PG_POOL_MAX',
-    default: '10',
+      'require `Authorization: Bearer KEY` on every route but `/healthz` and `/readyz` (see [API keys](#api-keys))',
+  }),
+  authCacheTtlMs: variable('AUTH_CACHE_TTL_MS', integer(0, 3_600_000), {
+    default: 30_000,
     meaning:
-      'PostgreSQL connections at most: FLUSH_CONCURRENCY + 1 for writing batches, the rest (at least 1) for requests; with AUTH_REQUIRED, one more listens for key changes',
-  },
-  {
-    name: 'REQUEST_DEADLINE_MS',
-    default: '10000, or ACK_TIMEOUT_MS if that is longer',
+      'how long a key lookup is cached when no change to the key is announced (a gateway reconnecting to PostgreSQL); revocations take effect at once otherwise (0: every request asks)',
+  }),
+  metricsAuthRequired: variable('METRICS_AUTH_REQUIRED', boolean, {
+    default: false,
+    meaning: 'with `AUTH_REQUIRED=true`: `GET /metrics` and `GET /v1/stats` need a key too',
+  }),
+  docsAuthRequired: variable('DOCS_AUTH_REQUIRED', boolean, {
+    default: false,
+    meaning: 'with `AUTH_REQUIRED=true`: `/docs` and `/openapi.json` need a key too',
+  }),
+  rateLimitPerKeyRps: variable('RATE_LIMIT_PER_KEY_RPS', integer(0, 1_000_000), {
+    default: 0,
+    shownDefault: NO_LIMIT,
+    meaning: 'with `AUTH_REQUIRED=true`: requests per second per key in each gateway, then `429`',
+  }),
+  rateLimitBurst: variable('RATE_LIMIT_BURST', integer(1, 1_000_000), {
+    default: (get: Get): number => Math.max(1, get('rateLimitPerKeyRps')),
+    shownDefault: '`RATE_LIMIT_PER_KEY_RPS`',
+    meaning: 'requests a key may send at once',
+  }),
+  authLookupRatePerAddress: variable('AUTH_LOOKUP_RATE_PER_ADDRESS', integer(0, 1_000_000), {
+    default: 20,
     meaning:
-      'a non-bulk request not answered by then gets 503; its database calls get lock_timeout 1/4 of it, statement_timeout 1/2, a pool wait 1/4',
-  },
-  {
-    name: 'WRITE_STALL_TIMEOUT_MS',
-    default: '30000',
-    meaning: 'a batch write whose connection moves no byte for this long is cut and retried; 0: never',
-  },
-  { name: 'SPOOL', default: 'true', meaning: 'write wait=false rows to a local spool (fsync) before answering 202' },
-  { name: 'SPOOL_DIR', default: 'DATA_DIR/spool', meaning: 'the spool of this gateway; one directory per gateway' },
-  { name: 'SPOOL_SEGMENT_BYTES', default: '67108864 (64 MiB)', meaning: 'size of one spool segment file' },
-  {
-    name: 'SPOOL_MAX_BYTES',
-    default: '4294967296 (4 GiB)',
+      'with `AUTH_REQUIRED=true`: lookups of keys not in the cache per second per client address (IPv6: per /64), then `429` (0: no limit)',
+  }),
+  authLookupBurstPerAddress: variable('AUTH_LOOKUP_BURST_PER_ADDRESS', integer(1, 1_000_000), {
+    default: 40,
+    meaning: 'such lookups a client address may make at once',
+  }),
+  authLookupConcurrency: variable('AUTH_LOOKUP_CONCURRENCY', integer(1, 1000), {
+    default: (get: Get): number => Math.max(1, Math.min(4, get('pgPoolMax') - get('flushConcurrency') - 1)),
+    shownDefault: '`4` (at most `PG_POOL_MAX` − `FLUSH_CONCURRENCY` − 1)',
+    meaning: 'key lookups running at once per gateway; 64 times as many wait, more get `429`',
+  }),
+  maxConnections: variable('MAX_CONNECTIONS', integer(1, 1_000_000), {
+    default: 1024,
+    meaning: 'TCP connections held at once; more are closed at once',
+  }),
+  bulkMaxConcurrent: variable('BULK_MAX_CONCURRENT', integer(0, 1_000_000), {
+    default: 16,
+    meaning: 'bulk uploads in progress at once; the next gets `429` before its body is read (0: no limit)',
+  }),
+  metricMaxBytes: variable('METRIC_MAX_BYTES', integer(256, 10_485_760), {
+    default: 16_384,
+    meaning: 'largest body of `POST /v1/metrics`',
+  }),
+  bulkMaxLineBytes: variable('BULK_MAX_LINE_BYTES', integer(256, 10_485_760), {
+    default: 65_536,
+    meaning: 'longest NDJSON line',
+  }),
+  bulkMaxBytes: variable('BULK_MAX_BYTES', integer(0, Number.MAX_SAFE_INTEGER), {
+    default: 0,
+    shownDefault: NO_LIMIT,
     meaning:
-      'the spool may hold this much on disk (an outage is absorbed there); then wait=false gets 429; 0: no limit',
-  },
-];
+      'largest bulk body, counted after decompression; uploads stream in bounded memory, so the default lets a file of any size through',
+  }),
+  bulkGzipMaxRatio: variable('BULK_GZIP_MAX_RATIO', integer(0, 1_000_000), {
+    default: 200,
+    meaning: 'a gzip bulk body may inflate this many times, checked past 1 MiB (0: no limit)',
+  }),
+  bodyIdleTimeoutMs: variable('BODY_IDLE_TIMEOUT_MS', integer(0, 3_600_000), {
+    default: 30_000,
+    meaning: 'a bulk body that sends nothing for this long gets `408` (0: never)',
+  }),
+  bodyMinBytesPerSecond: variable('BODY_MIN_BYTES_PER_SECOND', integer(0, 1_073_741_824), {
+    default: 1024,
+    meaning:
+      'a bulk body arriving slower than this, on average over `BODY_IDLE_TIMEOUT_MS` of waiting for it, gets `408` (0: any rate)',
+  }),
+  headersTimeoutMs: variable('HEADERS_TIMEOUT_MS', integer(100, 3_600_000), {
+    default: 20_000,
+    meaning: 'the request headers must arrive within this',
+  }),
+  requestTimeoutMs: variable('REQUEST_TIMEOUT_MS', integer(0, 86_400_000), {
+    default: 0,
+    shownDefault: NO_LIMIT,
+    meaning: 'the whole request, headers and body, must arrive within this',
+  }),
+  pgPoolMax: variable('PG_POOL_MAX', integer(3, 1000), {
+    default: 10,
+    meaning:
+      'PostgreSQL connections at most, in two pools: `FLUSH_CONCURRENCY + 1` write batches (COPY, `txid_status`, rejected rows, spool commits), the rest (at least 1) serve requests (lookups of users, devices and API keys, reads, admin routes, `/readyz`); with `AUTH_REQUIRED=true`, one more listens for key changes',
+  }),
+  requestDeadlineMs: variable('REQUEST_DEADLINE_MS', integer(100, 600_000), {
+    default: (get: Get): number => Math.max(10_000, get('ackTimeoutMs')),
+    shownDefault: '`10000`, or `ACK_TIMEOUT_MS` if that is longer',
+    meaning:
+      'a request other than a bulk upload that is not answered by then gets `503`; each database call of a request gets a part of it: `lock_timeout` a quarter, `statement_timeout` half, no answer from the server (`query_timeout`) three quarters, waiting for a pool connection a quarter',
+  }),
+  writeStallTimeoutMs: variable('WRITE_STALL_TIMEOUT_MS', integer(0, 3_600_000), {
+    default: 30_000,
+    meaning:
+      'a batch write whose connection sends and receives nothing for this long is cut and retried (0: never); keep it above the slowest legitimate statement',
+  }),
+  spoolEnabled: variable('SPOOL', boolean, {
+    default: true,
+    meaning: "write `wait=false` rows to a local spool (fsync'd) before answering `202`",
+  }),
+  spoolDir: variable('SPOOL_DIR', text, {
+    default: (get: Get): string => path.join(get('dataDir'), 'spool'),
+    shownDefault: '`DATA_DIR/spool`',
+    meaning: "this gateway's spool; one directory per gateway",
+  }),
+  spoolSegmentBytes: variable('SPOOL_SEGMENT_BYTES', integer(4096, 1024 * 1024 * 1024), {
+    default: 64 * 1024 * 1024,
+    shownDefault: '`67108864` (64 MiB)',
+    meaning: 'size of one spool segment file',
+  }),
+  spoolMaxBytes: variable('SPOOL_MAX_BYTES', integer(0, Number.MAX_SAFE_INTEGER), {
+    default: 4 * 1024 * 1024 * 1024,
+    shownDefault: '`4294967296` (4 GiB)',
+    meaning:
+      'the spool holds this much at most (an outage is absorbed there), then `wait=false` gets `429`; 0: no limit',
+  }),
+};
+
+/** The gateway's settings, one field per declaration above. */
+export type Config = {
+  readonly [K in keyof typeof VARIABLES]: (typeof VARIABLES)[K] extends Variable<infer T> ? T : never;
+};
+
+const DECLARED: readonly Variable<unknown>[] = Object.values(VARIABLES);
+
+/** The names of every variable the gateway reads. */
+export const CONFIG_VARIABLE_NAMES: readonly string[] = DECLARED.map((variable) => variable.env);
+
+/** The Markdown table of every variable that docs/operations.md holds ("Configuration"; a test compares them). */
+export function configTable(): string {
+  const rows = DECLARED.map(
+    (variable) =>
+      `| \`${variable.env}\` | ${variable.shownDefault ?? `\`${variable.default}\``} | ${variable.meaning} |`,
+  );
+  return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
+}
 
 /** Reads the configuration from `env`; collects every problem, then throws one ConfigError. */
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
-
-  const text = (name: string, fallback: string): string => {
-    const value = env[name];
-    return value === undefined || value === '' ? fallback : value;
+  const values = new Map<keyof Config, unknown>();
+  // Read on first use, so that a default can depend on any other setting.
+  const get: Get = (key) => {
+    if (!values.has(key)) values.set(key, read(VARIABLES[key], env, get, problems));
+    return values.get(key) as Config[typeof key];
   };
-  const integer = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
-    const value = Number(raw);
-    if (!/^\s*-?\d+\s*$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
-      problems.push(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-      return fallback;
-    }
-    return value;
-  };
-  const bool = (name: string, fallback: boolean): boolean => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
-    const value = raw.trim().toLowerCase();
-    if (['true', '1', 'yes', 'on'].includes(value)) return true;
-    if (['false', '0', 'no', 'off'].includes(value)) return false;
-    problems.push(`${name} must be true or false, got ${JSON.stringify(raw)}`);
-    return fallback;
-  };
+  const config = Object.fromEntries(Object.keys(VARIABLES).map((key) => [key, get(key as keyof Config)])) as Config;
+  problems.push(...inconsistencies(config));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
 
-  const databaseUrl = env.DATABASE_URL === '' ? undefined : env.DATABASE_URL;
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
-  }
-  const logLevel = text('LOG_LEVEL', 'info') as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel)) {
-    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
-  }
+function read(variable: Variable<unknown>, env: Env, get: Get, problems: string[]): unknown {
+  const fallback = (): unknown =>
+    typeof variable.default === 'function' ? variable.default(get, env) : variable.default;
+  const raw = env[variable.env];
+  if (raw === undefined || raw === '') return fallback();
+  const value = variable.kind.parse(raw);
+  if (value !== undefined) return value;
+  const got = variable.kind.secret ? '' : `, got ${JSON.stringify(raw)}`;
+  problems.push(`${variable.env} must be ${variable.kind.expected}${got}`);
+  return fallback();
+}
 
-  const rateLimitPerKeyRps = integer('RATE_LIMIT_PER_KEY_RPS', 0, 0, 1_000_000);
-  const ackTimeoutMs = integer('ACK_TIMEOUT_MS', 10_000, 100, 600_000);
-  const pgPoolMax = integer('PG_POOL_MAX', 10, 3, 1000);
-  const flushConcurrency = integer('FLUSH_CONCURRENCY', 2, 1, 64);
-
-  const config: Config = {
-    databaseUrl,
-    dataDir: text('DATA_DIR', DEFAULT_DATA_DIR),
-    port: integer('PORT', 8080, 0, 65535),
-    host: text('HOST', '127.0.0.1'),
-    logLevel,
-    batchMaxRows: integer('BATCH_MAX_ROWS', 5000, 1, 1_000_000),
-    batchMaxWaitMs: integer('BATCH_MAX_WAIT_MS', 5, 0, 60_000),
-    bufferMaxRows: integer('BUFFER_MAX_ROWS', 200_000, 1, 100_000_000),
-    flushConcurrency,
-    ackTimeoutMs,
-    bulkBackpressureTimeoutMs: integer('BULK_BACKPRESSURE_TIMEOUT_MS', 30_000, 100, 3_600_000),
-    shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 30_000, 0, 3_600_000),
-    migrateOnStart: bool('MIGRATE_ON_START', true),
-    seedDemoData: bool('SEED_DEMO_DATA', databaseUrl === undefined),
-    authRequired: bool('AUTH_REQUIRED', env.NODE_ENV === 'production'),
-    authCacheTtlMs: integer('AUTH_CACHE_TTL_MS', 30_000, 0, 3_600_000),
-    metricsAuthRequired: bool('METRICS_AUTH_REQUIRED', false),
-    docsAuthRequired: bool('DOCS_AUTH_REQUIRED', false),
-    rateLimitPerKeyRps,
-    rateLimitBurst: integer('RATE_LIMIT_BURST', Math.max(1, rateLimitPerKeyRps), 1, 1_000_000),
-    authLookupRatePerAddress: integer('AUTH_LOOKUP_RATE_PER_ADDRESS', 20, 0, 1_000_000),
-    authLookupBurstPerAddress: integer('AUTH_LOOKUP_BURST_PER_ADDRESS', 40, 1, 1_000_000),
-    authLookupConcurrency: integer(
-      'AUTH_LOOKUP_CONCURRENCY',
-      Math.max(1, Math.min(4, pgPoolMax - flushConcurrency - 1)),
-      1,
-      1000,
-    ),
-    maxConnections: integer('MAX_CONNECTIONS', 1024, 1, 1_000_000),
-    bulkMaxConcurrent: integer('BULK_MAX_CONCURRENT', 16, 0, 1_000_000),
-    bodyMinBytesPerSecond: integer('BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1_073_741_824),
-    metricMaxBytes: integer('METRIC_MAX_BYTES', 16_384, 256, 10_485_760),
-    bulkMaxLineBytes: integer('BULK_MAX_LINE_BYTES', 65_536, 256, 10_485_760),
-    bulkMaxBytes: integer('BULK_MAX_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
-    bulkGzipMaxRatio: integer('BULK_GZIP_MAX_RATIO', 200, 0, 1_000_000),
-    bodyIdleTimeoutMs: integer('BODY_IDLE_TIMEOUT_MS', 30_000, 0, 3_600_000),
-    headersTimeoutMs: integer('HEADERS_TIMEOUT_MS', 20_000, 100, 3_600_000),
-    requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 0, 0, 86_400_000),
-    pgPoolMax,
-    requestDeadlineMs: integer('REQUEST_DEADLINE_MS', Math.max(10_000, ackTimeoutMs), 100, 600_000),
-    writeStallTimeoutMs: integer('WRITE_STALL_TIMEOUT_MS', 30_000, 0, 3_600_000),
-    spoolEnabled: bool('SPOOL', true),
-    spoolDir: text('SPOOL_DIR', path.join(text('DATA_DIR', DEFAULT_DATA_DIR), 'spool')),
-    spoolSegmentBytes: integer('SPOOL_SEGMENT_BYTES', 64 * 1024 * 1024, 4096, 1024 * 1024 * 1024),
-    spoolMaxBytes: integer('SPOOL_MAX_BYTES', 4 * 1024 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
-  };
-
+/** Problems of settings that are each valid but not together. */
+function inconsistencies(config: Config): string[] {
+  const problems: string[] = [];
   if (config.bufferMaxRows < config.batchMaxRows) {
     problems.push(`BUFFER_MAX_ROWS (${config.bufferMaxRows}) must be at least BATCH_MAX_ROWS (${config.batchMaxRows})`);
   }
@@ -329,6 +329,5 @@ export function loadConfig(env: Env = process.env): Config {
       `HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not be more than REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`,
     );
   }
-  if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze(config);
+  return problems;
 }

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { CONFIG_DOCS, loadConfig } from '../../src/config';
+import { CONFIG_VARIABLE_NAMES, loadConfig } from '../../src/config';
 import { STATUS_PAGE_DIR } from '../../src/http/status-routes';
 import { MIGRATIONS_DIR, PROJECT_ROOT } from '../../src/paths';
 import { MAIN } from '../helpers/process';
@@ -12,7 +12,7 @@ import { MAIN } from '../helpers/process';
 // the gateway with variables the gateway actually reads. Building and running them is not tested.
 
 const DOCKER_DIR = path.join(PROJECT_ROOT, 'docker');
-const GATEWAY_VARIABLES = new Set(CONFIG_DOCS.map((doc) => doc.name));
+const GATEWAY_VARIABLES = new Set(CONFIG_VARIABLE_NAMES);
 
 interface Instruction {
   readonly keyword: string;
