@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { DEFAULT_DATA_DIR } from './paths';
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -65,10 +66,12 @@ const postgresUrl: Kind<string> = {
 
 const variable = <T>(env: string, kind: Kind<T>, rest: Omit<Variable<T>, 'env' | 'kind'>) => ({ env, kind, ...rest });
 
-const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const NO_LIMIT = '`0` (no limit)';
 
-/** Every variable the gateway reads, in the order of the docs table (docs/operations.md, "Configuration"). */
+/**
+ * Every variable the gateway reads, in the order of the docs table (docs/operations.md, "Configuration").
+ * A default that reads other settings types its parameter and result: Config is made from this object.
+ */
 const VARIABLES = {
   databaseUrl: variable<string | undefined>('DATABASE_URL', postgresUrl, {
     default: undefined,
@@ -262,10 +265,7 @@ export const CONFIG_VARIABLE_NAMES: readonly string[] = DECLARED.map((variable) 
 
 /** The Markdown table of every variable that docs/operations.md holds ("Configuration"; a test compares them). */
 export function configTable(): string {
-  const rows = DECLARED.map(
-    (variable) =>
-      `| \`${variable.env}\` | ${variable.shownDefault ?? `\`${variable.default}\``} | ${variable.meaning} |`,
-  );
+  const rows = DECLARED.map((v) => `| \`${v.env}\` | ${v.shownDefault ?? `\`${v.default}\``} | ${v.meaning} |`);
   return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
 }
 
@@ -279,7 +279,7 @@ export function loadConfig(env: Env = process.env): Config {
     return values.get(key) as Config[typeof key];
   };
   const config = Object.fromEntries(Object.keys(VARIABLES).map((key) => [key, get(key as keyof Config)])) as Config;
-  problems.push(...inconsistencies(config));
+  checkTogether(config, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
 }
@@ -296,9 +296,8 @@ function read(variable: Variable<unknown>, env: Env, get: Get, problems: string[
   return fallback();
 }
 
-/** Problems of settings that are each valid but not together. */
-function inconsistencies(config: Config): string[] {
-  const problems: string[] = [];
+/** Adds the problems of settings that are each valid but not together. */
+function checkTogether(config: Config, problems: string[]): void {
   if (config.bufferMaxRows < config.batchMaxRows) {
     problems.push(`BUFFER_MAX_ROWS (${config.bufferMaxRows}) must be at least BATCH_MAX_ROWS (${config.batchMaxRows})`);
   }
@@ -329,5 +328,4 @@ function inconsistencies(config: Config): string[] {
       `HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not be more than REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`,
     );
   }
-  return problems;
 }
