@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import type { MetricsWriter, RejectedRow, SpoolRange, WriteAttempts } from '../db/metrics-writer';
+import type { MetricsWriter, RejectedRow, WriteAttempts } from '../db/metrics-writer';
+import type { SpoolRange } from '../db/spool-commits';
 import type { SpoolPosition } from '../spool/spool';
 import { classifyFailure, rejectionCode, sqlState } from '../db/sqlstate';
 import { retryDelayMs } from './backoff';

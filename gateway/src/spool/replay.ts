@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
+import { committedSpoolRanges, deleteSpoolCommits } from '../db/spool-commits';
 import type { Batcher } from '../ingest/batcher';
 import { Spool } from './spool';
 
@@ -18,14 +19,6 @@ class CommittedRanges {
     const range = this.ranges[this.index];
     return range !== undefined && range.first <= seq;
   }
-}
-
-async function committedRanges(pool: Pool, spoolId: string): Promise<CommittedRanges> {
-  const { rows } = await pool.query<{ first: string; last: string }>(
-    'SELECT first_seq AS first, last_seq AS last FROM spool_commits WHERE spool_id = $1 ORDER BY first_seq',
-    [spoolId],
-  );
-  return new CommittedRanges(rows.map((row) => ({ first: Number(row.first), last: Number(row.last) })));
 }
 
 /**
@@ -46,7 +39,7 @@ export async function replaySpool(
   let malformed = 0;
   const spoolIds = [...new Set(files.map((file) => file.spoolId))];
   for (const spoolId of spoolIds) {
-    const committed = await committedRanges(pool, spoolId);
+    const committed = new CommittedRanges(await committedSpoolRanges(pool, spoolId));
     // A run handed to the buffer must have consecutive sequence numbers: rows firstSeq, firstSeq + 1, ...
     let run: string[] = [];
     let firstSeq = 0;
@@ -91,7 +84,7 @@ export async function replaySpool(
   }
   await batcher.drain();
   for (const file of files) await unlink(file.path);
-  await pool.query('DELETE FROM spool_commits WHERE spool_id = ANY($1::uuid[])', [spoolIds]);
+  await deleteSpoolCommits(pool, spoolIds);
   logger.info({ files: files.length, replayed, alreadyCommitted, malformed }, 'spool replayed');
   return { files: files.length, replayed, alreadyCommitted, malformed };
 }

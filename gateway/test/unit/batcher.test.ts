@@ -3,7 +3,8 @@ import { Batcher, type BatcherOptions } from '../../src/ingest/batcher';
 import { retryDelayMs } from '../../src/ingest/backoff';
 import { encodeMetricRow } from '../../src/ingest/copy-encode';
 import { IngestTicket } from '../../src/ingest/ticket';
-import type { MetricsWriter, RejectedRow, SpoolRange, WriteAttempts } from '../../src/db/metrics-writer';
+import type { MetricsWriter, RejectedRow, WriteAttempts } from '../../src/db/metrics-writer';
+import type { SpoolRange } from '../../src/db/spool-commits';
 
 const logger = pino({ level: 'silent' });
 
