@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import { COPY_COLUMNS, hasEventId } from '../ingest/copy-encode';
+import { COPY_COLUMNS, hasEventId } from './copy-row';
 import { copyRows } from './copy';
 import { recordSpoolCommits, type SpoolRange } from './spool-commits';
 

@@ -3,8 +3,7 @@ import { unlink } from 'node:fs/promises';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import { committedSpoolRanges, deleteSpoolCommits } from '../db/spool-commits';
-import type { Batcher } from '../ingest/batcher';
-import { Spool } from './spool';
+import { Spool, type SpoolSink } from './spool';
 
 const REPLAY_CHUNK_ROWS = 5000;
 
@@ -29,7 +28,7 @@ class CommittedRanges {
 export async function replaySpool(
   dir: string,
   pool: Pool,
-  batcher: Batcher,
+  batcher: Pick<SpoolSink, 'appendWhenRoom'> & { drain(): Promise<void> },
   logger: Logger,
 ): Promise<{ files: number; replayed: number; alreadyCommitted: number; malformed: number }> {
   const files = await Spool.leftovers(dir);
