@@ -33,8 +33,9 @@ export interface IntakeOptions {
   /** Observes rows refused at the door, for Prometheus and the status page; optional. */
   readonly onRefused?: (rows: number, reason: ErrorCode, endpoint: IntakeEndpoint) => void;
   /**
-   * Observes rows taken into the buffer, for Prometheus and the status page; optional. Called once per request or bulk chunk
-   * with each row's time_recorded in epoch milliseconds, and the time they were received.
+   * Observes rows taken into the buffer, for Prometheus and the status page; optional. Called once
+   * per request or bulk chunk with each row's time_recorded in epoch milliseconds, and the time they
+   * were received.
    */
   readonly onAccepted?: (endpoint: IntakeEndpoint, receivedAtMs: number, recordedAtMs: readonly number[]) => void;
   /** Observes rows spooled without a reference check because PostgreSQL could not be asked; optional. */
