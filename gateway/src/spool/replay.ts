@@ -28,7 +28,8 @@ class CommittedRanges {
 export async function replaySpool(
   dir: string,
   pool: Pool,
-  batcher: Pick<SpoolSink, 'appendWhenRoom'> & { drain(): Promise<void> },
+  /** The buffer (the Batcher). */
+  buffer: Pick<SpoolSink, 'appendWhenRoom'> & { drain(): Promise<void> },
   logger: Logger,
 ): Promise<{ files: number; replayed: number; alreadyCommitted: number; malformed: number }> {
   const files = await Spool.leftovers(dir);
@@ -44,7 +45,7 @@ export async function replaySpool(
     let firstSeq = 0;
     const handRun = async (): Promise<void> => {
       if (run.length === 0) return;
-      await batcher.appendWhenRoom(run, { spool: { spoolId, firstSeq } });
+      await buffer.appendWhenRoom(run, { spool: { spoolId, firstSeq } });
       replayed += run.length;
       run = [];
     };
@@ -81,7 +82,7 @@ export async function replaySpool(
     }
     await handRun();
   }
-  await batcher.drain();
+  await buffer.drain();
   for (const file of files) await unlink(file.path);
   await deleteSpoolCommits(pool, spoolIds);
   logger.info({ files: files.length, replayed, alreadyCommitted, malformed }, 'spool replayed');
