@@ -19,7 +19,7 @@ module.exports = {
     {
       ...shared,
       displayName: 'unit',
-      testMatch: ['<rootDir>/{gateway,seed,bench}/test/**/*.test.ts'],
+      testMatch: ['<rootDir>/{gateway,seed,bench}/test/**/*.test.ts', '<rootDir>/tools/**/test/**/*.test.ts'],
       testPathIgnorePatterns: ['/node_modules/', '<rootDir>/dist/', ...INTEGRATION_TESTS],
     },
     {

@@ -2,7 +2,8 @@
 
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { COPY_COLUMNS, encodeMetricRow } from '../gateway/src/ingest/copy-encode';
+import { COPY_COLUMNS } from '../gateway/src/db/copy-row';
+import { encodeMetricRow } from '../gateway/src/ingest/copy-encode';
 import { checkMetric } from '../gateway/src/ingest/schema';
 import { generateMetrics } from '../seed/generate-metrics';
 

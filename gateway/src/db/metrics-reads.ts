@@ -1,7 +1,5 @@
-import type { Pool, QueryConfig } from 'pg';
-
-/** The database as the reads need it: a pool, or one client (EXPLAIN in tests). */
-export type Queryable = Pick<Pool, 'query'>;
+import type { QueryConfig } from 'pg';
+import type { Queryable } from './pool';
 
 /** An instant as RFC 3339 in UTC with microseconds, PostgreSQL's own precision, for any TimeZone setting. */
 const utcText = (column: string): string => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;

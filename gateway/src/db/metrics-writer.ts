@@ -1,6 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
-import { COPY_COLUMNS, hasEventId } from '../ingest/copy-encode';
+import { COPY_COLUMNS, hasEventId } from './copy-row';
 import { copyRows } from './copy';
+import { recordSpoolCommits, type SpoolRange } from './spool-commits';
 
 const COLUMN_LIST = COPY_COLUMNS.join(', ');
 const STAGING_TABLE = 'user_metrics_staging';
@@ -17,13 +18,6 @@ const MOVE_STAGED = `
   INSERT INTO user_metrics (${COLUMN_LIST})
   SELECT ${COLUMN_LIST} FROM ${STAGING_TABLE}
   ON CONFLICT (user_id, event_id) WHERE event_id IS NOT NULL DO NOTHING`;
-
-/** Spool sequence numbers firstSeq..lastSeq of one spool, recorded with the rows they name. */
-export interface SpoolRange {
-  readonly spoolId: string;
-  readonly firstSeq: number;
-  readonly lastSeq: number;
-}
 
 export interface RejectedRow {
   readonly receivedAt: string;
@@ -57,18 +51,6 @@ class EarlierAttemptUnresolved extends Error {
     super(`transaction ${transactionId} of an earlier attempt is still in progress`);
     this.name = 'EarlierAttemptUnresolved';
   }
-}
-
-const RECORD_SPOOL_COMMITS = `
-  INSERT INTO spool_commits (spool_id, first_seq, last_seq)
-  SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])`;
-
-function recordSpooled(client: PoolClient, spooled: readonly SpoolRange[]): Promise<unknown> {
-  return client.query(RECORD_SPOOL_COMMITS, [
-    spooled.map((range) => range.spoolId),
-    spooled.map((range) => range.firstSeq),
-    spooled.map((range) => range.lastSeq),
-  ]);
 }
 
 export function createMetricsWriter(pool: Pool): MetricsWriter {
@@ -123,7 +105,7 @@ export function createMetricsWriter(pool: Pool): MetricsWriter {
         await copyRows(client, `${STAGING_TABLE} (${COLUMN_LIST})`, idempotent);
         await client.query(MOVE_STAGED);
       }
-      if (spooled.length > 0) await recordSpooled(client, spooled);
+      if (spooled.length > 0) await recordSpoolCommits(client, spooled);
       await client.query('COMMIT');
       attempts.lastTransactionId = undefined;
     });
@@ -139,7 +121,7 @@ export function createMetricsWriter(pool: Pool): MetricsWriter {
         [rows.map((r) => r.receivedAt), rows.map((r) => JSON.stringify(r.payload)), rows.map((r) => r.reason)],
       );
       if (spooled.length > 0) {
-        await recordSpooled(client, spooled);
+        await recordSpoolCommits(client, spooled);
         await client.query('COMMIT');
       }
     });

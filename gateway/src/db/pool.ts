@@ -1,6 +1,9 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 
+/** The database as a query needs it: a pool, or one client (EXPLAIN in tests). */
+export type Queryable = Pick<pg.Pool, 'query'>;
+
 /** Settings added to a pool's defaults. */
 export type PoolSettings = Omit<pg.PoolConfig, 'connectionString' | 'max'>;
 

@@ -15,7 +15,7 @@ export interface MetricsRoutesOptions {
 export function metricsRoutes({ intake, metricMaxBytes, bulkBodyLimits, onRefused }: MetricsRoutesOptions): Router {
   const router = Router();
   /** Tells onRefused of a single metric that `step` refuses before the intake sees it (it counts the rest). */
-  const counted =
+  const reportingRefusals =
     (step: RequestHandler): RequestHandler =>
     (req, res, next) => {
       const done: NextFunction = (error?: unknown) => {
@@ -33,13 +33,13 @@ export function metricsRoutes({ intake, metricMaxBytes, bulkBodyLimits, onRefuse
 
   router.post(
     '/v1/metrics',
-    counted((req, _res, next) => {
+    reportingRefusals((req, _res, next) => {
       assertJson(req);
       next();
     }),
-    counted(express.json({ limit: metricMaxBytes, strict: false })),
+    reportingRefusals(express.json({ limit: metricMaxBytes, strict: false })),
     async (req, res) => {
-      const result = await intake.acceptOne(req.body, waitParam(req));
+      const result = await intake.acceptOne(req.body, waitParam(req) ? 'stored' : 'queued');
       res.status(result.status).json(result.body);
     },
   );
@@ -47,7 +47,7 @@ export function metricsRoutes({ intake, metricMaxBytes, bulkBodyLimits, onRefuse
   router.post('/v1/metrics/bulk', async (req, res) => {
     assertNdjson(req);
     const wait = waitParam(req);
-    const body = await intake.acceptBulk(decodedBody(req, bulkBodyLimits), wait);
+    const body = await intake.acceptBulk(decodedBody(req, bulkBodyLimits), wait ? 'stored' : 'queued');
     res.status(wait ? 200 : 202).json(body);
   });
 

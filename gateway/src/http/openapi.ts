@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ERROR_CODES, type ErrorCode } from '../errors';
-import { COPY_COLUMNS } from '../ingest/copy-encode';
+import { COPY_COLUMNS } from '../db/copy-row';
 import { MAX_LISTED_ERRORS, MAX_LISTED_ERRORS_BYTES } from '../ingest/intake';
 import { metricSchema, newDeviceSchema, newUserSchema } from '../ingest/schema';
 import { PROJECT_ROOT } from '../paths';

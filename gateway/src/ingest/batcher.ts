@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import type { MetricsWriter, RejectedRow, SpoolRange, WriteAttempts } from '../db/metrics-writer';
+import type { MetricsWriter, RejectedRow, WriteAttempts } from '../db/metrics-writer';
+import type { SpoolRange } from '../db/spool-commits';
 import type { SpoolPosition } from '../spool/spool';
 import { classifyFailure, rejectionCode, sqlState } from '../db/sqlstate';
 import { retryDelayMs } from './backoff';
@@ -38,13 +39,13 @@ export interface AppendOptions {
   readonly spool?: SpoolPosition;
 }
 
-/** Rows of one request (or one part of a bulk upload), in COPY text format. */
-interface Segment {
+/** The rows of one append: one request, or one chunk of a bulk upload; in COPY text format. */
+interface RowGroup {
   readonly rows: readonly string[];
   /** NDJSON line number of each row, for bulk uploads. */
   readonly lines: readonly number[] | undefined;
   readonly ticket: IngestTicket | undefined;
-  /** This segment's rows as its ticket counts them. */
+  /** This group's rows as its ticket counts them. */
   readonly chunk: TicketChunk | undefined;
   readonly spool: SpoolPosition | undefined;
   readonly enqueuedAt: number;
@@ -60,12 +61,12 @@ export interface UnwrittenRows {
   readonly spooled: number;
 }
 
-/** The part of a segment that a batch holds: rows [start, start + count) of the batch. */
+/** The part of a row group that a batch holds: rows [start, start + count) of the batch. */
 interface Share {
-  readonly segment: Segment;
+  readonly group: RowGroup;
   readonly start: number;
   readonly count: number;
-  /** Index in segment.rows of the share's first row. */
+  /** Index in group.rows of the share's first row. */
   readonly offset: number;
 }
 
@@ -88,7 +89,7 @@ interface Batch {
  * batcher is aborted, so an accepted row is never dropped while the process lives.
  */
 export class Batcher {
-  private readonly queue: Segment[] = [];
+  private readonly queue: RowGroup[] = [];
   private readonly inFlight = new Set<Batch>();
   private queuedRows = 0;
   private inFlightRows = 0;
@@ -172,19 +173,19 @@ export class Batcher {
   withdraw(ticket: IngestTicket): { rows: number; firstLine: number | undefined } {
     let rows = 0;
     let firstLine: number | undefined;
-    for (const segment of this.queue) {
-      if (segment.ticket !== ticket || segment.taken === segment.end) continue;
-      const count = segment.end - segment.taken;
-      firstLine ??= segment.lines?.[segment.taken];
-      segment.end = segment.taken;
+    for (const group of this.queue) {
+      if (group.ticket !== ticket || group.taken === group.end) continue;
+      const count = group.end - group.taken;
+      firstLine ??= group.lines?.[group.taken];
+      group.end = group.taken;
       rows += count;
-      ticket.rowsWithdrawn(segment.chunk as TicketChunk, count);
+      ticket.rowsWithdrawn(group.chunk as TicketChunk, count);
     }
     if (rows === 0) return { rows, firstLine };
     this.queuedRows -= rows;
     for (let i = this.queue.length - 1; i >= 0; i--) {
-      const segment = this.queue[i] as Segment;
-      if (segment.taken === segment.end) this.queue.splice(i, 1);
+      const group = this.queue[i] as RowGroup;
+      if (group.taken === group.end) this.queue.splice(i, 1);
     }
     for (const wake of this.roomWaiters) wake();
     this.pump();
@@ -215,9 +216,9 @@ export class Batcher {
     for (const resolve of this.idleWaiters) resolve();
     this.idleWaiters.clear();
     let spooled = 0;
-    for (const segment of this.queue) if (segment.spool !== undefined) spooled += segment.end - segment.taken;
+    for (const group of this.queue) if (group.spool !== undefined) spooled += group.end - group.taken;
     for (const batch of this.inFlight) {
-      for (const share of batch.shares) if (share.segment.spool !== undefined) spooled += share.count;
+      for (const share of batch.shares) if (share.group.spool !== undefined) spooled += share.count;
     }
     return { inMemoryOnly: this.depth - spooled, spooled };
   }
@@ -259,14 +260,14 @@ export class Batcher {
     const rows: string[] = [];
     const shares: Share[] = [];
     while (rows.length < this.options.batchMaxRows) {
-      const segment = this.queue[0];
-      if (segment === undefined) break;
-      const offset = segment.taken;
-      const count = Math.min(segment.end - offset, this.options.batchMaxRows - rows.length);
-      shares.push({ segment, start: rows.length, count, offset });
-      for (let i = offset; i < offset + count; i++) rows.push(segment.rows[i] as string);
-      segment.taken += count;
-      if (segment.taken === segment.end) this.queue.shift();
+      const group = this.queue[0];
+      if (group === undefined) break;
+      const offset = group.taken;
+      const count = Math.min(group.end - offset, this.options.batchMaxRows - rows.length);
+      shares.push({ group, start: rows.length, count, offset });
+      for (let i = offset; i < offset + count; i++) rows.push(group.rows[i] as string);
+      group.taken += count;
+      if (group.taken === group.end) this.queue.shift();
     }
     this.queuedRows -= rows.length;
     this.inFlightRows += rows.length;
@@ -339,10 +340,10 @@ export class Batcher {
     this.options.observer?.refused?.(1, rejectionCode(error));
     const share = this.shareOf(batch, index);
     const position = share.offset + (index - share.start);
-    const chunk = share.segment.chunk;
+    const chunk = share.group.chunk;
     if (chunk !== undefined) {
-      share.segment.ticket?.rowRefused(chunk, {
-        line: share.segment.lines?.[position],
+      share.group.ticket?.rowRefused(chunk, {
+        line: share.group.lines?.[position],
         error: rejectionCode(error),
         message: rejected.reason,
       });
@@ -391,8 +392,8 @@ export class Batcher {
     for (const share of batch.shares) {
       const from = Math.max(lo, share.start);
       const to = Math.min(hi, share.start + share.count);
-      const chunk = share.segment.chunk;
-      if (to > from && chunk !== undefined) share.segment.ticket?.rowsCommitted(chunk, to - from);
+      const chunk = share.group.chunk;
+      if (to > from && chunk !== undefined) share.group.ticket?.rowsCommitted(chunk, to - from);
     }
   }
 
@@ -400,7 +401,7 @@ export class Batcher {
   private spoolRanges(batch: Batch, lo: number, hi: number): SpoolRange[] {
     const ranges: SpoolRange[] = [];
     for (const share of batch.shares) {
-      const spool = share.segment.spool;
+      const spool = share.group.spool;
       const from = Math.max(lo, share.start);
       const to = Math.min(hi, share.start + share.count);
       if (spool === undefined || to <= from) continue;

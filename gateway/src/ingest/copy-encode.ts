@@ -1,18 +1,5 @@
 import type { Metric } from './schema';
 
-/** The columns of user_metrics that a COPY row carries, in the order encodeMetricRow writes them. */
-export const COPY_COLUMNS = [
-  'user_id',
-  'device_id',
-  'talked_time',
-  'microphone_used',
-  'speaker_used',
-  'voice_sentiment',
-  'time_recorded',
-  'event_id',
-  'received_at',
-] as const;
-
 const NEEDS_ESCAPE = /[\\\n\r\t]/;
 const ESCAPABLE = /[\\\n\r\t]/g;
 const ESCAPES: Readonly<Record<string, string>> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
@@ -23,7 +10,7 @@ export function escapeCopyText(value: string): string {
 }
 
 /**
- * One row of `COPY user_metrics (COPY_COLUMNS) FROM STDIN` in text format, newline included.
+ * One row of `COPY user_metrics (COPY_COLUMNS) FROM STDIN` in text format (db/copy-row.ts), newline included.
  * The metric must already be valid: numbers finite, strings free of NUL, `timeRecorded` checked.
  */
 export function encodeMetricRow(metric: Metric, timeRecorded: string, receivedAt: string): string {
@@ -69,15 +56,4 @@ export function decodeMetricRow(row: string): DecodedRow {
   };
   if (eventId != null) metric.event_id = eventId;
   return { metric, receivedAt: receivedAt ?? new Date().toISOString() };
-}
-
-// received_at, the last field, is always Date#toISOString(): 24 characters, then the newline.
-const RECEIVED_AT_TAIL = 24 + 1;
-
-/** Whether an encoded row carries an event_id: such rows take the idempotent insert path. */
-export function hasEventId(row: string): boolean {
-  // event_id is the field before received_at; without a value it is \N.
-  const tab = row.length - RECEIVED_AT_TAIL - 1;
-  const lastTab = row.charCodeAt(tab) === 9 ? tab : row.lastIndexOf('\t');
-  return !row.startsWith('\t\\N\t', lastTab - 3);
 }

@@ -13,8 +13,14 @@ export const MAX_LISTED_ERRORS = 1000;
 /** The refused lines an answer lists take at most about this many bytes of JSON. */
 export const MAX_LISTED_ERRORS_BYTES = 256 * 1024;
 
-/** Which endpoint rows came in through, for metrics. */
+/** Which endpoint rows came in through, for Prometheus and the status page. */
 export type IntakeEndpoint = 'single' | 'bulk';
+
+/**
+ * When a request is answered (its `wait` parameter): `stored` once its rows are committed (201, or
+ * 200 for bulk); `queued` once they are in the spool, or in the buffer when there is no spool (202).
+ */
+export type AckWhen = 'stored' | 'queued';
 
 export interface IntakeOptions {
   readonly batcher: Batcher;
@@ -24,11 +30,12 @@ export interface IntakeOptions {
   readonly maxLineBytes: number;
   /** With a spool, `wait=false` rows are on disk before they are acknowledged. */
   readonly spool?: Spool;
-  /** Observes rows refused at the door, for metrics; optional. */
+  /** Observes rows refused at the door, for Prometheus and the status page; optional. */
   readonly onRefused?: (rows: number, reason: ErrorCode, endpoint: IntakeEndpoint) => void;
   /**
-   * Observes rows taken into the buffer, for metrics; optional. Called once per request or bulk chunk
-   * with each row's time_recorded in epoch milliseconds, and the time they were received.
+   * Observes rows taken into the buffer, for Prometheus and the status page; optional. Called once
+   * per request or bulk chunk with each row's time_recorded in epoch milliseconds, and the time they
+   * were received.
    */
   readonly onAccepted?: (endpoint: IntakeEndpoint, receivedAtMs: number, recordedAtMs: readonly number[]) => void;
   /** Observes rows spooled without a reference check because PostgreSQL could not be asked; optional. */
@@ -140,7 +147,7 @@ async function spoolRows(spool: Spool, rows: readonly string[]): Promise<void> {
 export class MetricIntake {
   constructor(private readonly options: IntakeOptions) {}
 
-  async acceptOne(body: unknown, wait: boolean): Promise<SingleResult> {
+  async acceptOne(body: unknown, ack: AckWhen): Promise<SingleResult> {
     const { batcher, spool } = this.options;
     const check = checkMetric(body, Date.now());
     if (!check.ok) {
@@ -148,13 +155,13 @@ export class MetricIntake {
       throw new AppError('validation_failed', 'the metric does not match the schema', check.details);
     }
     const { metric, timeRecorded } = check;
-    const missing = await this.findMissing([metric.user_id], metric.device_id == null ? [] : [metric.device_id], wait);
+    const missing = await this.findMissing([metric.user_id], metric.device_id == null ? [] : [metric.device_id], ack);
     const unknown = referenceDetails(metric, missing);
     if (unknown.length > 0) {
       this.options.onRefused?.(1, 'unknown_reference', 'single');
       throw new AppError('unknown_reference', 'the metric names a user or device that does not exist', unknown);
     }
-    const spooled = !wait && spool !== undefined;
+    const spooled = ack === 'queued' && spool !== undefined;
     if (!spooled && !batcher.hasRoom(1)) {
       this.options.onRefused?.(1, 'overloaded', 'single');
       throw new AppError('overloaded', 'the buffer is full; retry later', [], 1);
@@ -162,7 +169,7 @@ export class MetricIntake {
     const receivedAtMs = Date.now();
     const row = encodeMetricRow(metric, timeRecorded, new Date(receivedAtMs).toISOString());
     const echo = metric.event_id === undefined ? {} : { event_id: metric.event_id };
-    if (!wait) {
+    if (ack === 'queued') {
       if (spool === undefined) batcher.append([row]);
       else await spoolRows(spool, [row]);
       this.options.onAccepted?.('single', receivedAtMs, [check.timeRecordedMs]);
@@ -183,9 +190,10 @@ export class MetricIntake {
    * before the next chunk is read, so a full buffer slows the reading of the socket instead of
    * growing memory. An upload that stops part-way is answered with how far it got (PartialUploadError).
    */
-  async acceptBulk(source: AsyncIterable<Buffer>, wait: boolean): Promise<BulkBody> {
-    const upload = new BulkUpload(this.options, wait ? new IngestTicket() : undefined, (userIds, deviceIds) =>
-      this.findMissing(userIds, deviceIds, wait),
+  async acceptBulk(source: AsyncIterable<Buffer>, ack: AckWhen): Promise<BulkBody> {
+    const ticket = ack === 'stored' ? new IngestTicket() : undefined;
+    const upload = new BulkUpload(this.options, ticket, (userIds, deviceIds) =>
+      this.findMissing(userIds, deviceIds, ack),
     );
     try {
       for await (const chunk of source) {
@@ -201,20 +209,20 @@ export class MetricIntake {
   }
 
   /**
-   * The references among these that do not exist. With wait=false and a spool, rows whose references
-   * cannot be checked now (PostgreSQL unreachable or too slow) are taken unchecked: they are spooled,
-   * and checked when they are written, where a missing user or device sends the row to
-   * rejected_metrics. With wait=true the client is waiting for the database anyway: 503.
+   * The references among these that do not exist. Queued (wait=false) with a spool, rows whose
+   * references cannot be checked now (PostgreSQL unreachable or too slow) are taken unchecked: they are
+   * spooled, and checked when they are written, where a missing user or device sends the row to
+   * rejected_metrics. Stored (wait=true): the client is waiting for the database anyway, 503.
    */
   private async findMissing(
     userIds: readonly number[],
     deviceIds: readonly string[],
-    wait: boolean,
+    ack: AckWhen,
   ): Promise<MissingReferences> {
     try {
       return await this.options.references.findMissing(userIds, deviceIds);
     } catch (error) {
-      if (wait || this.options.spool === undefined || !databaseUnreachable(error)) throw error;
+      if (ack === 'stored' || this.options.spool === undefined || !databaseUnreachable(error)) throw error;
       this.options.onUnchecked?.(userIds.length);
       this.options.logger?.warn(
         { err: error, rows: userIds.length },
@@ -232,6 +240,15 @@ function databaseUnreachable(error: unknown): boolean {
 /** A body that broke off (400), stalled (408) or grew past a limit (413): the lines before it stand. */
 const BODY_FAILURE_STATUSES = new Set([400, 408, 413]);
 
+/** A valid line of the current chunk, as checkMetric found it. */
+interface ValidLine {
+  readonly line: number;
+  readonly metric: Metric;
+  readonly timeRecorded: string;
+  /** time_recorded in epoch milliseconds. */
+  readonly timeRecordedMs: number;
+}
+
 /** The state of one bulk upload: the current chunk's valid lines, and the running totals. */
 class BulkUpload implements LineSink {
   readonly splitter: NdjsonLineSplitter;
@@ -243,11 +260,7 @@ class BulkUpload implements LineSink {
   private firstUnhandledLine = 1;
   /** The current chunk's bad lines; references are checked after parsing, so they come in out of order. */
   private chunkErrors: LineError[] = [];
-  private metrics: Metric[] = [];
-  private times: string[] = [];
-  private lines: number[] = [];
-  /** time_recorded of each of the chunk's valid lines, in epoch milliseconds. */
-  private recordedMs: number[] = [];
+  private validLines: ValidLine[] = [];
   private receivedAt = '';
   private now = Date.now();
 
@@ -274,10 +287,8 @@ class BulkUpload implements LineSink {
       this.refuse(number, 'validation_failed', check.details);
       return;
     }
-    this.metrics.push(check.metric);
-    this.times.push(check.timeRecorded);
-    this.lines.push(number);
-    this.recordedMs.push(check.timeRecordedMs);
+    const { metric, timeRecorded, timeRecordedMs } = check;
+    this.validLines.push({ line: number, metric, timeRecorded, timeRecordedMs });
   }
 
   badLine(number: number, reason: BadLineReason): void {
@@ -287,51 +298,47 @@ class BulkUpload implements LineSink {
 
   /** Checks the references of the chunk's valid lines, encodes them and hands them over. */
   async flushChunk(): Promise<void> {
-    const { metrics, times, lines, recordedMs } = this;
+    const valid = this.validLines;
     const linesSeen = this.splitter.linesSeen;
-    this.metrics = [];
-    this.times = [];
-    this.lines = [];
-    this.recordedMs = [];
+    this.validLines = [];
     this.now = Date.now();
     this.receivedAt = new Date(this.now).toISOString();
-    if (metrics.length === 0) {
+    if (valid.length === 0) {
       this.listChunkErrors();
       this.firstUnhandledLine = linesSeen + 1;
       return;
     }
 
     const deviceIds: string[] = [];
-    for (const metric of metrics) if (metric.device_id != null) deviceIds.push(metric.device_id);
+    for (const { metric } of valid) if (metric.device_id != null) deviceIds.push(metric.device_id);
     const missing = await this.findMissing(
-      metrics.map((metric) => metric.user_id),
+      valid.map(({ metric }) => metric.user_id),
       deviceIds,
     );
     const anyMissing = missing.users.size > 0 || missing.devices.size > 0;
     const rows: string[] = [];
     const rowLines: number[] = [];
-    const rowRecordedMs = anyMissing ? [] : recordedMs;
-    for (let i = 0; i < metrics.length; i++) {
-      const metric = metrics[i] as Metric;
+    const rowRecordedMs: number[] = [];
+    for (const { line, metric, timeRecorded, timeRecordedMs } of valid) {
       if (anyMissing) {
         const unknown = referenceDetails(metric, missing);
         if (unknown.length > 0) {
-          this.refuse(lines[i] as number, 'unknown_reference', unknown);
+          this.refuse(line, 'unknown_reference', unknown);
           continue;
         }
-        rowRecordedMs.push(recordedMs[i] as number);
       }
-      rows.push(encodeMetricRow(metric, times[i] as string, this.receivedAt));
-      rowLines.push(lines[i] as number);
+      rows.push(encodeMetricRow(metric, timeRecorded, this.receivedAt));
+      rowLines.push(line);
+      rowRecordedMs.push(timeRecordedMs);
     }
-    if (rows.length > 0) await this.handOver(rows, rowLines);
+    if (rows.length > 0) await this.spoolOrBuffer(rows, rowLines);
     this.listChunkErrors();
     this.firstUnhandledLine = linesSeen + 1;
     if (rows.length > 0) this.options.onAccepted?.('bulk', this.now, rowRecordedMs);
   }
 
-  /** Into the spool (wait=false) or the buffer; a 429 when neither takes them in time. */
-  private async handOver(rows: string[], rowLines: number[]): Promise<void> {
+  /** Into the spool (queued, with a spool) or the buffer; a 429 when neither takes them in time. */
+  private async spoolOrBuffer(rows: string[], rowLines: number[]): Promise<void> {
     const { batcher, spool, bulkBackpressureTimeoutMs } = this.options;
     if (this.ticket === undefined && spool !== undefined) {
       await spoolRows(spool, rows);
@@ -360,7 +367,7 @@ class BulkUpload implements LineSink {
     if (ticket === undefined) return this.answer(this.rowsTaken);
     ticket.seal();
     if (!(await ticket.settledWithin(this.options.ackTimeoutMs))) {
-      throw await this.stoppedPartWay(notCommittedInTime(ticket.pending), false);
+      throw await this.stoppedPartWay(notCommittedInTime(ticket.pending), { waitForWrites: false });
     }
     return this.answer(ticket.committed);
   }
@@ -371,7 +378,7 @@ class BulkUpload implements LineSink {
    * again. Rows of this upload still waiting in the buffer are taken out of it, and rows already being
    * written are given until ACK_TIMEOUT_MS to settle, so that the answer can be exact.
    */
-  async stoppedPartWay(thrown: unknown, waitForWrites = true): Promise<unknown> {
+  async stoppedPartWay(thrown: unknown, { waitForWrites = true } = {}): Promise<unknown> {
     const cause = thrown instanceof AppError ? thrown : databaseUnreachable(thrown) ? unavailable(thrown) : undefined;
     const stoppedUpload =
       cause !== undefined && (BODY_FAILURE_STATUSES.has(cause.status) || cause.status === 429 || cause.status === 503);

@@ -1,4 +1,5 @@
-import type { Pool } from 'pg';
+import type { Queryable } from '../db/pool';
+import { existingDeviceIds, existingUserIds } from '../db/references';
 
 export interface MissingReferences {
   readonly users: ReadonlySet<number>;
@@ -29,7 +30,7 @@ export class ReferenceCache {
   private readonly devices = new Set<string>();
 
   constructor(
-    private readonly pool: Pool,
+    private readonly db: Queryable,
     private readonly maxEntries = 1_000_000,
   ) {}
 
@@ -60,22 +61,16 @@ export class ReferenceCache {
     unknownDevices ??= new Set();
 
     const [users, devices] = await Promise.all([
-      unknownUsers.size === 0
-        ? undefined
-        : this.pool.query<{ id: number }>('SELECT id FROM users WHERE id = ANY($1::int[])', [[...unknownUsers]]),
-      unknownDevices.size === 0
-        ? undefined
-        : this.pool.query<{ id: string }>('SELECT id FROM devices WHERE id = ANY($1::varchar[])', [
-            [...unknownDevices],
-          ]),
+      unknownUsers.size === 0 ? [] : existingUserIds(this.db, [...unknownUsers]),
+      unknownDevices.size === 0 ? [] : existingDeviceIds(this.db, [...unknownDevices]),
     ]).catch((error: unknown) => {
       throw new ReferencesUnchecked({ cause: error });
     });
-    for (const { id } of users?.rows ?? []) {
+    for (const id of users) {
       unknownUsers.delete(id);
       this.rememberUser(id);
     }
-    for (const { id } of devices?.rows ?? []) {
+    for (const id of devices) {
       unknownDevices.delete(id);
       this.rememberDevice(id);
     }

@@ -1,7 +1,7 @@
 import { open, readdir, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { Pool } from 'pg';
-import { sqlState } from '../db/sqlstate';
+import { databaseIdentity, type DatabaseIdentity } from '../db/database-identity';
 import type { Logger } from '../logger';
 import { SPOOL_LOCK_FILE } from './lock';
 
@@ -9,39 +9,6 @@ import { SPOOL_LOCK_FILE } from './lock';
 export const SPOOL_IDENTITY_FILE = 'spool-database.json';
 const IDENTITY_TEMP_FILE = `${SPOOL_IDENTITY_FILE}.tmp`;
 const NOT_ROWS = new Set([SPOOL_LOCK_FILE, SPOOL_IDENTITY_FILE, IDENTITY_TEMP_FILE]);
-
-export interface DatabaseIdentity {
-  /**
-   * pg_control_system().system_identifier: made by initdb, kept by the cluster's physical copies
-   * (replicas, base backups), different for any other cluster. null where the function may not be run.
-   */
-  readonly systemIdentifier: string | null;
-  /** current_database(): tells apart the databases of one cluster. */
-  readonly database: string;
-}
-
-const INSUFFICIENT_PRIVILEGE = '42501';
-const UNDEFINED_FUNCTION = '42883';
-
-/**
- * The identity of the database `pool` is connected to. pg_control_system() runs for any role on a
- * stock PostgreSQL (EXECUTE is granted to PUBLIC); where that grant was revoked, or on a server
- * without the function, the identity is the database name alone.
- */
-export async function databaseIdentity(pool: Pool): Promise<DatabaseIdentity> {
-  try {
-    const { rows } = await pool.query<{ system_identifier: string; database: string }>(
-      'SELECT system_identifier::text, current_database() AS database FROM pg_control_system()',
-    );
-    const row = rows[0] as { system_identifier: string; database: string };
-    return { systemIdentifier: row.system_identifier, database: row.database };
-  } catch (error) {
-    const state = sqlState(error);
-    if (state !== INSUFFICIENT_PRIVILEGE && state !== UNDEFINED_FUNCTION) throw error;
-    const { rows } = await pool.query<{ database: string }>('SELECT current_database() AS database');
-    return { systemIdentifier: null, database: (rows[0] as { database: string }).database };
-  }
-}
 
 function sameDatabase(a: DatabaseIdentity, b: DatabaseIdentity): boolean {
   if (a.database !== b.database) return false;

@@ -2,8 +2,8 @@ import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
-import type { Batcher } from '../ingest/batcher';
-import { Spool } from './spool';
+import { committedSpoolRanges, deleteSpoolCommits } from '../db/spool-commits';
+import { Spool, type SpoolSink } from './spool';
 
 const REPLAY_CHUNK_ROWS = 5000;
 
@@ -20,14 +20,6 @@ class CommittedRanges {
   }
 }
 
-async function committedRanges(pool: Pool, spoolId: string): Promise<CommittedRanges> {
-  const { rows } = await pool.query<{ first: string; last: string }>(
-    'SELECT first_seq AS first, last_seq AS last FROM spool_commits WHERE spool_id = $1 ORDER BY first_seq',
-    [spoolId],
-  );
-  return new CommittedRanges(rows.map((row) => ({ first: Number(row.first), last: Number(row.last) })));
-}
-
 /**
  * Puts the rows that earlier processes spooled but did not commit back into the buffer, waits until
  * they are written, then removes their files and commit records. Bytes after a file's last newline
@@ -36,7 +28,8 @@ async function committedRanges(pool: Pool, spoolId: string): Promise<CommittedRa
 export async function replaySpool(
   dir: string,
   pool: Pool,
-  batcher: Batcher,
+  /** The buffer (the Batcher). */
+  buffer: Pick<SpoolSink, 'appendWhenRoom'> & { drain(): Promise<void> },
   logger: Logger,
 ): Promise<{ files: number; replayed: number; alreadyCommitted: number; malformed: number }> {
   const files = await Spool.leftovers(dir);
@@ -46,13 +39,13 @@ export async function replaySpool(
   let malformed = 0;
   const spoolIds = [...new Set(files.map((file) => file.spoolId))];
   for (const spoolId of spoolIds) {
-    const committed = await committedRanges(pool, spoolId);
+    const committed = new CommittedRanges(await committedSpoolRanges(pool, spoolId));
     // A run handed to the buffer must have consecutive sequence numbers: rows firstSeq, firstSeq + 1, ...
     let run: string[] = [];
     let firstSeq = 0;
     const handRun = async (): Promise<void> => {
       if (run.length === 0) return;
-      await batcher.appendWhenRoom(run, { spool: { spoolId, firstSeq } });
+      await buffer.appendWhenRoom(run, { spool: { spoolId, firstSeq } });
       replayed += run.length;
       run = [];
     };
@@ -89,9 +82,9 @@ export async function replaySpool(
     }
     await handRun();
   }
-  await batcher.drain();
+  await buffer.drain();
   for (const file of files) await unlink(file.path);
-  await pool.query('DELETE FROM spool_commits WHERE spool_id = ANY($1::uuid[])', [spoolIds]);
+  await deleteSpoolCommits(pool, spoolIds);
   logger.info({ files: files.length, replayed, alreadyCommitted, malformed }, 'spool replayed');
   return { files: files.length, replayed, alreadyCommitted, malformed };
 }

@@ -11,14 +11,14 @@ import { PROJECT_ROOT } from '../../src/paths';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { startTestGateway } from '../helpers/gateway';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/process';
-import { metricLine, uploadCapturing } from '../helpers/upload';
+import { metricLine, uploadCapturing } from '../../../tools/upload/test/upload-capturing';
 
 // `npm run upload` against real gateways: a gzip file with bad lines, in chunks whose boundaries fall
 // next to the bad lines, checked against the summary, FILE.rejects and the table; the built command;
 // and a gateway killed after a 429 part-way, whose untaken rows must be sent again. What the command
-// does with each kind of answer (partial ones, older gateways, retries): test/unit/upload.test.ts.
+// does with each kind of answer (partial ones, older gateways, retries): tools/upload/test/upload.test.ts.
 
-const UPLOAD_CLI = path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'cli', 'upload.js');
+const UPLOAD_CLI = path.join(PROJECT_ROOT, 'dist', 'tools', 'upload', 'cli.js');
 const DEVICE = 'upload-test-device';
 
 let db: TestDatabase;

@@ -3,7 +3,8 @@ import { Batcher, type BatcherOptions } from '../../src/ingest/batcher';
 import { retryDelayMs } from '../../src/ingest/backoff';
 import { encodeMetricRow } from '../../src/ingest/copy-encode';
 import { IngestTicket } from '../../src/ingest/ticket';
-import type { MetricsWriter, RejectedRow, SpoolRange, WriteAttempts } from '../../src/db/metrics-writer';
+import type { MetricsWriter, RejectedRow, WriteAttempts } from '../../src/db/metrics-writer';
+import type { SpoolRange } from '../../src/db/spool-commits';
 
 const logger = pino({ level: 'silent' });
 
@@ -218,21 +219,21 @@ describe('Batcher', () => {
 describe('Batcher with spooled rows', () => {
   it('records each spooled row exactly once, in the write or the reject that stores it, while halving', async () => {
     const writer = new FakeWriter();
-    // Refused rows at a segment's edges, inside a batch and at a batch's edges.
+    // Refused rows at a row group's edges, inside a batch and at a batch's edges.
     writer.refusedUsers.add(3).add(7).add(10).add(11).add(19).add(21);
     const spooledDone: SpoolRange[] = [];
     const batcher = makeBatcher(writer, { onSpooledDone: (ranges) => spooledDone.push(...ranges) });
     const ticket = new IngestTicket();
-    // Segments of 7, 2 (not spooled: wait=true), 8 and 4 rows; batches of 10 cut the last two part-way,
-    // so that a batch holds a segment from its middle. Row i has user i.
-    const segments = [
+    // Row groups (appends) of 7, 2 (not spooled: wait=true), 8 and 4 rows; batches of 10 cut the last two part-way,
+    // so that a batch holds a group from its middle. Row i has user i.
+    const groups = [
       { users: range(1, 8), spool: { spoolId: 'spool-a', firstSeq: 100 } },
       { users: range(8, 10), spool: undefined },
       { users: range(10, 18), spool: { spoolId: 'spool-a', firstSeq: 107 } },
       { users: range(18, 22), spool: { spoolId: 'spool-b', firstSeq: 1 } },
     ];
     const seqOfUser = new Map<number, string>();
-    for (const { users, spool } of segments) {
+    for (const { users, spool } of groups) {
       const rows = users.map((user) => row(user));
       users.forEach((user, i) => spool && seqOfUser.set(user, `${spool.spoolId}:${spool.firstSeq + i}`));
       batcher.append(rows, { ticket, spool });

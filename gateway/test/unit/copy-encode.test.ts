@@ -1,4 +1,5 @@
-import { decodeMetricRow, encodeMetricRow, escapeCopyText, hasEventId } from '../../src/ingest/copy-encode';
+import { hasEventId } from '../../src/db/copy-row';
+import { decodeMetricRow, encodeMetricRow, escapeCopyText } from '../../src/ingest/copy-encode';
 import type { Metric } from '../../src/ingest/schema';
 
 const metric: Metric = {

@@ -4,16 +4,16 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { chunkFrom, readChunks, type ChunkOptions, type UploadChunk } from '../../src/upload/chunks';
-import { backoffMs, bulkUrl, retryAfterMs } from '../../src/upload/client';
-import { DEFAULT_CHUNK_LINES, UsageError, parseUploadArgs } from '../../src/upload/command';
-import { Progress, formatBytes, formatDuration } from '../../src/upload/progress';
-import { metricLine, uploadCapturing } from '../helpers/upload';
+import { chunkFrom, readChunks, type ChunkOptions, type UploadChunk } from '../chunks';
+import { backoffMs, bulkUrl, retryAfterMs } from '../client';
+import { DEFAULT_CHUNK_LINES, UsageError, parseUploadArgs } from '../command';
+import { Progress, formatBytes, formatDuration } from '../progress';
+import { metricLine, uploadCapturing } from './upload-capturing';
 
 // The upload command without a gateway: cutting a file into chunks, Retry-After, arguments, the
 // progress line; then whole uploads against a fake gateway on a loopback port that answers what a
 // busy, restarting or older gateway would (scripted), checking what is sent again, the summary and
-// FILE.rejects. Against a real gateway: test/integration/upload.test.ts.
+// FILE.rejects. Against a real gateway: gateway/test/integration/upload.test.ts.
 
 let dir: string;
 

@@ -1,4 +1,4 @@
-import { parseUploadArgs, runUpload, type UploadIo } from '../../src/upload/command';
+import { parseUploadArgs, runUpload, type UploadIo } from '../command';
 
 /** A valid metric for user 1 whose talked_time is its line number, so that stored rows name their lines. */
 export const metricLine = (line: number, deviceId: string | null = null): string =>

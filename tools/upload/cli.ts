@@ -1,4 +1,4 @@
-import { UPLOAD_USAGE, UsageError, parseUploadArgs, runUpload } from '../upload/command';
+import { UPLOAD_USAGE, UsageError, parseUploadArgs, runUpload } from './command';
 
 /**
  * `npm run upload -- FILE.ndjson[.gz] [--url URL] [--key KEY] [--chunk-lines N]`: streams a file to
