@@ -4,6 +4,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, request, startTestGateway } from '../helpers/gateway';
 import { metric } from '../helpers/metric';
 import { startGatewayProcess } from '../helpers/process';
+import { until } from '../helpers/until';
 
 // GET / (the status page), its files, and GET /v1/stats, over real HTTP: the figures move by exactly
 // what was sent, the refusals are listed as their answers said, and the page asks for a key only
@@ -123,12 +124,12 @@ describe('GET /v1/stats', () => {
   it('draws a point a second for the chart', async () => {
     // Two points taken after this test began, however long a loaded machine makes that take.
     const since = Date.now();
-    const deadline = since + 15_000;
-    let history = (await request(`${gateway.url}/v1/stats`)).body.history;
-    while (history.points.filter((p: { t: number }) => p.t > since).length < 2 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    let history: any;
+    const twoNewPoints = async (): Promise<boolean> => {
       history = (await request(`${gateway.url}/v1/stats`)).body.history;
-    }
+      return history.points.filter((p: { t: number }) => p.t > since).length >= 2;
+    };
+    await until(twoNewPoints, 'two points of the chart taken after the test began', 15_000);
     expect(history.interval_seconds).toBe(1);
     const [a, b] = history.points.slice(-2);
     expect(a.t).toBeGreaterThan(since);
