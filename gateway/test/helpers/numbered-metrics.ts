@@ -1,17 +1,12 @@
+import { metric } from './metric';
+
 /**
  * Makes metrics whose talked_time numbers them (1, 2, 3, ...), so that each row can be found in
  * user_metrics and counted.
  */
 export function numberedMetrics(): (userId: number, deviceId?: string | null) => Record<string, unknown> {
   let next = 1;
-  return (userId, deviceId = null) => ({
-    user_id: userId,
-    device_id: deviceId,
-    talked_time: next++,
-    microphone_used: true,
-    speaker_used: false,
-    time_recorded: 1_700_000_000_000,
-  });
+  return (userId, deviceId = null) => metric({ user_id: userId, device_id: deviceId, talked_time: next++ });
 }
 
 /**
@@ -19,11 +14,5 @@ export function numberedMetrics(): (userId: number, deviceId?: string | null) =>
  * the 86,400 s a talked_time may have (a float8 round-trips n / 1000 exactly).
  */
 export function numberedMetric(n: number, { userId = 1, scale = 1 } = {}): Record<string, unknown> {
-  return {
-    user_id: userId,
-    talked_time: n / scale,
-    microphone_used: true,
-    speaker_used: false,
-    time_recorded: 1_700_000_000_000 + n,
-  };
+  return metric({ user_id: userId, talked_time: n / scale, time_recorded: 1_700_000_000_000 + n });
 }

@@ -6,6 +6,8 @@ import type { Gateway } from '../../src/gateway';
 import { createLogger } from '../../src/logger';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, request, startTestGateway } from '../helpers/gateway';
+import { numberedMetric } from '../helpers/numbered-metrics';
+import { until } from '../helpers/until';
 
 // AUTH_REQUIRED=true end to end: every way to be refused (401, 403, 429) and every way to get in,
 // over real HTTP against keys stored in a real database.
@@ -18,15 +20,6 @@ let gateway: Gateway;
 let logLines: string[];
 let ingestKey: string;
 let adminKey: string;
-
-const metric = (talkedTime: number) => ({
-  user_id: 1,
-  device_id: DEVICE,
-  talked_time: talkedTime,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: 1_700_000_000_000,
-});
 
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
 
@@ -61,8 +54,8 @@ afterAll(async () => {
 /** One request of each kind the API has, for "everywhere" checks. */
 function everyRoute(url: string, headers: Record<string, string>, n: number) {
   return {
-    single: () => postJson(`${url}/v1/metrics`, metric(n), headers),
-    bulk: () => postNdjson(`${url}/v1/metrics/bulk`, `${JSON.stringify(metric(n))}\n`, headers),
+    single: () => postJson(`${url}/v1/metrics`, numberedMetric(n), headers),
+    bulk: () => postNdjson(`${url}/v1/metrics/bulk`, `${JSON.stringify(numberedMetric(n))}\n`, headers),
     createUser: () => postJson(`${url}/v1/users`, { name: `user ${n}` }, headers),
     readUser: () => request(`${url}/v1/users/1`, { headers }),
     createDevice: () => postJson(`${url}/v1/devices`, { id: `device-${n}` }, headers),
@@ -96,7 +89,7 @@ describe('without a valid key', () => {
     ['a token with characters a bearer token cannot have', 'Bearer mgk_abc,def'],
     ['a token too long to be a key', `Bearer ${'a'.repeat(600)}`],
   ])('answers 401 invalid_token to a malformed header: %s', async (_case, header) => {
-    const response = await postJson(`${gateway.url}/v1/metrics`, metric(2), {
+    const response = await postJson(`${gateway.url}/v1/metrics`, numberedMetric(2), {
       authorization: header.replace('KEY', ingestKey),
     });
     expectUnauthorized(response, true);
@@ -104,7 +97,7 @@ describe('without a valid key', () => {
 
   it('answers 401 to a key of the right shape that was never issued, and to a string that is no key at all', async () => {
     for (const key of [generateApiKey(), 'not-a-key', ingestKey.slice(0, -1)]) {
-      const response = await postJson(`${gateway.url}/v1/metrics`, metric(3), bearer(key));
+      const response = await postJson(`${gateway.url}/v1/metrics`, numberedMetric(3), bearer(key));
       expectUnauthorized(response, true);
       expect(JSON.stringify(response.body)).not.toContain(key);
     }
@@ -113,14 +106,16 @@ describe('without a valid key', () => {
   // How soon every gateway refuses a revoked key is key-revocation.test.ts's subject.
   it('refuses a revoked key', async () => {
     const { key } = await createApiKey(db.pool, 'soon-revoked', 'admin');
-    expect((await postJson(`${gateway.url}/v1/metrics`, metric(4), bearer(key))).status).toBe(201);
+    expect((await postJson(`${gateway.url}/v1/metrics`, numberedMetric(4), bearer(key))).status).toBe(201);
     await revokeApiKey(db.pool, 'soon-revoked');
-    let response = await postJson(`${gateway.url}/v1/metrics`, metric(5), bearer(key));
-    for (let tries = 0; response.status !== 401 && tries < 600; tries++) {
+    let response = await postJson(`${gateway.url}/v1/metrics`, numberedMetric(5), bearer(key));
+    const refused = async (): Promise<boolean> => {
+      if (response.status === 401) return true;
       expect(response.status).toBe(201); // the announcement of the revocation is on its way
-      await sleep(25);
-      response = await postJson(`${gateway.url}/v1/metrics`, metric(5), bearer(key));
-    }
+      response = await postJson(`${gateway.url}/v1/metrics`, numberedMetric(5), bearer(key));
+      return false;
+    };
+    await until(refused, 'the revoked key refused');
     expectUnauthorized(response, true);
   });
 });
@@ -144,8 +139,8 @@ describe('with a valid key', () => {
   });
 
   it('matches routes as Express does: the ingest routes with a trailing slash or in capitals stay ingest routes', async () => {
-    expect((await postJson(`${gateway.url}/v1/metrics/`, metric(11), bearer(ingestKey))).status).toBe(201);
-    expect((await postJson(`${gateway.url}/V1/Metrics`, metric(11), bearer(ingestKey))).status).toBe(201);
+    expect((await postJson(`${gateway.url}/v1/metrics/`, numberedMetric(11), bearer(ingestKey))).status).toBe(201);
+    expect((await postJson(`${gateway.url}/V1/Metrics`, numberedMetric(11), bearer(ingestKey))).status).toBe(201);
   });
 
   it('lets an admin key use every route', async () => {
@@ -164,7 +159,9 @@ describe('with a valid key', () => {
   });
 
   it('accepts the scheme in any case and with extra spaces', async () => {
-    const response = await postJson(`${gateway.url}/v1/metrics`, metric(21), { authorization: `bearer   ${adminKey}` });
+    const response = await postJson(`${gateway.url}/v1/metrics`, numberedMetric(21), {
+      authorization: `bearer   ${adminKey}`,
+    });
     expect(response.status).toBe(201);
   });
 
@@ -184,9 +181,9 @@ it('keeps /healthz and /readyz, and by default /metrics and /docs, open without 
 });
 
 it('never writes a key into the logs, and names the key that was used', async () => {
-  await postJson(`${gateway.url}/v1/metrics`, metric(30), bearer(ingestKey));
+  await postJson(`${gateway.url}/v1/metrics`, numberedMetric(30), bearer(ingestKey));
   await postJson(`${gateway.url}/v1/users`, { name: 'refused' }, bearer(ingestKey));
-  await postJson(`${gateway.url}/v1/metrics`, metric(31), bearer(adminKey.replace(/.$/, 'x')));
+  await postJson(`${gateway.url}/v1/metrics`, numberedMetric(31), bearer(adminKey.replace(/.$/, 'x')));
   const logs = logLines.join('');
   expect(logs).not.toContain(ingestKey.slice(4));
   expect(logs).not.toContain(adminKey.slice(4, -1));
@@ -239,7 +236,7 @@ describe('RATE_LIMIT_PER_KEY_RPS', () => {
   // No bound here depends on how fast this machine is: refills during the burst are allowed for, and
   // waiting Retry-After can only add tokens (the refill itself is tested with a clock in unit/auth).
   it('answers 429 overloaded with Retry-After past a key’s burst, per key, and lets it in again after Retry-After', async () => {
-    const send = (key: string) => postJson(`${limited.url}/v1/metrics?wait=false`, metric(40), bearer(key));
+    const send = (key: string) => postJson(`${limited.url}/v1/metrics?wait=false`, numberedMetric(40), bearer(key));
     const started = performance.now();
     let taken = 0;
     let response = await send(ingestKey);

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { constants as zlibConstants, createGzip, gzipSync } from 'node:zlib';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postNdjson, request, startTestGateway } from '../helpers/gateway';
+import { until } from '../helpers/until';
 
 // Bulk bodies at their edges: nothing at all, nothing but blank lines, and a client that goes away
 // in the middle of its upload. Every test writes rows of a user of its own.
@@ -62,14 +63,6 @@ async function storedLines(userId: number): Promise<string[]> {
       Number(row.ms) === parsed.time_recorded;
     return whole ? expected : `damaged row ${JSON.stringify(row)}`;
   });
-}
-
-async function eventually(check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
 }
 
 describe('a bulk body with no metric in it', () => {
@@ -146,7 +139,7 @@ describe('a client that disconnects mid-upload', () => {
       const upload = startUpload(`/v1/metrics/bulk${query}`);
       // 50 whole lines, then most of a 51st: its closing brace never comes.
       upload.write(`${whole.join('\n')}\n${line(user, 50).slice(0, -1)}`);
-      await eventually(async () => (await storedLines(user)).length === 50);
+      await until(async () => (await storedLines(user)).length === 50, 'the 50 whole lines stored');
       upload.destroy();
 
       await sleep(200); // the gateway notices the closed socket
@@ -166,7 +159,7 @@ describe('a client that disconnects mid-upload', () => {
     // Flush what is written so far as a complete deflate block: the gateway can inflate it, the
     // stream itself stays unfinished.
     await new Promise<void>((resolve) => gzip.flush(zlibConstants.Z_SYNC_FLUSH, () => resolve()));
-    await eventually(async () => (await storedLines(user)).length === 200);
+    await until(async () => (await storedLines(user)).length === 200, 'the 200 whole lines stored');
     upload.destroy();
     gzip.destroy();
 

@@ -7,6 +7,7 @@ import { generateMetrics, type GeneratedMetric } from '../../../seed/generate-me
 import { seedDemoData } from '../../../seed/seed-database';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postNdjson, request, startTestGateway } from '../helpers/gateway';
+import { until } from '../helpers/until';
 
 // POST /v1/metrics/bulk end to end: real NDJSON bodies over HTTP into a real PostgreSQL.
 // Every test writes rows for user ids of its own, so counts do not depend on test order.
@@ -89,15 +90,6 @@ const countOf = (userId: number): Promise<number> => countWhere('user_id = $1', 
 
 async function talkedTimesOf(userId: number): Promise<number[]> {
   return (await rowsOf(userId)).map((row) => row.talked_time);
-}
-
-/** Polls until `check` resolves true, failing after `timeoutMs`. */
-async function eventually(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
 }
 
 interface LineErrorBody {
@@ -519,7 +511,7 @@ describe('POST /v1/metrics/bulk: ?wait', () => {
       rejected: 1,
       errors: [{ line: 2, error: 'invalid_json', details: [{ path: '', message: expect.any(String) }] }],
     });
-    await eventually(async () => (await countOf(user)) === 2);
+    await until(async () => (await countOf(user)) === 2, 'both good rows stored', 5000);
     expect(await talkedTimesOf(user)).toEqual([1, 3]);
   });
 

@@ -5,6 +5,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson } from '../helpers/gateway';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/process';
 import { numberedMetric } from '../helpers/numbered-metrics';
+import { until } from '../helpers/until';
 
 // kill -9 the gateway: a 201/200 (wait=true) means committed, so every such row is in the database
 // at once; a 202 (wait=false) means spooled to disk, so every such row is there after a restart,
@@ -66,8 +67,7 @@ it('keeps every 202-acknowledged row through kill -9 and a restart, none twice',
     body: { accepted: 1030 },
   });
   // 12 full batches commit; the last 80 rows would wait a minute, in memory and in the spool.
-  const deadline = Date.now() + 15_000;
-  while ((await stored()).rows < 1200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await until(async () => (await stored()).rows >= 1200, '1200 rows stored before the kill', 15_000);
   await kill9(first);
   expect((await stored()).rows).toBe(1200);
   const files = await spoolFiles();
@@ -104,7 +104,7 @@ it('has every 201-acknowledged row committed when the gateway is killed under lo
   const clients = Array.from({ length: 16 }, client);
   // Kill it mid-stream, once some requests have been acknowledged (however slow the machine is).
   const deadline = Date.now() + 15_000;
-  while (acknowledged.length < 50 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await until(() => acknowledged.length >= 50 || Date.now() > deadline, '50 acknowledged rows, or 15 s', 20_000);
   await kill9(gateway);
   stop = true;
   await Promise.all(clients);

@@ -7,6 +7,7 @@ import type { TestDatabase } from '../helpers/database';
 import { postJson, request, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
 import { numberedMetric } from '../helpers/numbered-metrics';
+import { until } from '../helpers/until';
 
 // PostgreSQL stops and starts again under load. The test runs a PostgreSQL of its own, so it can stop
 // it freely. While it is down: the process stays up, /readyz answers 503, wait=true requests get 503
@@ -19,15 +20,6 @@ let gateway: Awaited<ReturnType<typeof startTestGateway>>;
 
 // talked_time names the request: n / 1000 keeps any n of the run inside the 0 .. 86400 s range.
 const metric = (n: number) => numberedMetric(n, { scale: 1000 });
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return Date.now() - started;
-}
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'mg-outage-'));
@@ -69,7 +61,7 @@ it('answers 503 while PostgreSQL is down, recovers by itself, and stores every a
   await new Promise((resolve) => setTimeout(resolve, 500));
 
   await server.stop();
-  await until(async () => (await request(`${gateway.url}/readyz`)).status === 503, 20_000);
+  await until(async () => (await request(`${gateway.url}/readyz`)).status === 503, '/readyz 503', 20_000);
   expect((await request(`${gateway.url}/healthz`)).status).toBe(200);
   const started = Date.now();
   const down = await postJson(`${gateway.url}/v1/metrics`, metric(-1 + 1_000_000));
@@ -80,10 +72,12 @@ it('answers 503 while PostgreSQL is down, recovers by itself, and stores every a
 
   server = await startEmbeddedPostgres({ dataDir, port: server.port, logger: testLogger });
   // Typically 1-5 s (the backoff tops out at 5 s); the bound is loose for a busy CI machine.
-  await until(async () => (await request(`${gateway.url}/readyz`)).status === 200, 30_000);
+  await until(async () => (await request(`${gateway.url}/readyz`)).status === 200, '/readyz 200', 30_000);
   // Each probe sends a value of its own: a probe answered 503 stays buffered and is committed later.
   let probe = 2_000_000;
-  await until(async () => (await postJson(`${gateway.url}/v1/metrics`, metric(probe++))).status === 201, 30_000);
+  const probeStored = async (): Promise<boolean> =>
+    (await postJson(`${gateway.url}/v1/metrics`, metric(probe++))).status === 201;
+  await until(probeStored, 'a probe stored', 30_000);
   running = false;
   await load;
   await gateway.batcher.drain();

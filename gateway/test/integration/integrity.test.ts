@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type { PoolClient } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { until } from '../helpers/until';
 
 // Referential integrity is PostgreSQL's, for every writer: migration 0002 replaced the per-row foreign
 // keys with one check per statement, and these tests hold it to what the foreign keys guaranteed.
@@ -117,13 +118,11 @@ it('refuses to change a referenced key or to truncate a referenced table', async
  */
 async function waitingForLock(client: PoolClient): Promise<void> {
   const pid = (client as unknown as { processID: number }).processID;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
+  const waiting = async (): Promise<boolean> => {
     const { rows } = await db.pool.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [pid]);
-    if (rows[0]?.wait_event_type === 'Lock') return;
-    if (Date.now() > deadline) throw new Error(`session ${pid} did not wait for a lock within 10 s`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+    return rows[0]?.wait_event_type === 'Lock';
+  };
+  await until(waiting, `session ${pid} waits for a lock`, 10_000);
 }
 
 it('lets no orphan in when a user is deleted while its metrics are being inserted', async () => {

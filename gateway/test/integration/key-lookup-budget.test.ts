@@ -3,6 +3,7 @@ import { createApiKey, generateApiKey } from '../../src/auth/api-keys';
 import type { Gateway } from '../../src/gateway';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, startTestGateway } from '../helpers/gateway';
+import { metric } from '../helpers/metric';
 
 // A key the gateway has not cached costs a query on the pool that COPY uses, so a flood of random
 // keys from one address gets a budget of lookups (AUTH_LOOKUP_RATE_PER_ADDRESS, _BURST_) and then
@@ -30,15 +31,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const metric = {
-  user_id: 1,
-  talked_time: 1,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: 1_700_000_000_000,
-};
 const send = (key: string) =>
-  postJson(`${gateway.url}/v1/metrics?wait=false`, metric, { authorization: `Bearer ${key}` });
+  postJson(`${gateway.url}/v1/metrics?wait=false`, metric(), { authorization: `Bearer ${key}` });
 
 it('answers a flood of unknown keys from one address 429 past its budget, without a query, and still serves a known key', async () => {
   const { key } = await createApiKey(db.pool, 'fleet', 'ingest');

@@ -4,6 +4,7 @@ import { createApiKey } from '../../src/auth/api-keys';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { numberedMetrics } from '../helpers/numbered-metrics';
 import { postJson, postNdjson, request, startTestGateway, type JsonResponse } from '../helpers/gateway';
+import { until } from '../helpers/until';
 
 // Another session holds a lock on a table the request path needs (a migration, VACUUM FULL, a long
 // cascade delete do this in real life) for longer than the request deadline, while singles and bulk
@@ -137,12 +138,8 @@ async function underLock(
   }
 }
 
-async function drained(): Promise<void> {
-  const started = Date.now();
-  while (gateway.batcher.depth > 0) {
-    if (Date.now() - started > 20_000) throw new Error(`${gateway.batcher.depth} rows still buffered after 20 s`);
-    await sleep(50);
-  }
+function drained(): Promise<void> {
+  return until(() => gateway.batcher.depth === 0, 'every buffered row written', 20_000);
 }
 
 /** Times each value of `values` is stored in user_metrics. */

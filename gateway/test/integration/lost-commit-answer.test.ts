@@ -2,6 +2,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, startTestGateway } from '../helpers/gateway';
+import { metric } from '../helpers/metric';
 
 // The hardest moment of a write: the connection breaks around the COMMIT, and the gateway cannot tell
 // from the error alone whether the rows were stored. If the COMMIT ran, a retry that simply writes
@@ -95,14 +96,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const metric = (talkedTime: number) => ({
-  user_id: 1,
-  talked_time: talkedTime,
-  microphone_used: true,
-  speaker_used: true,
-  time_recorded: '2026-01-01T00:00:00Z',
-});
-
 async function countWithTalkedTime(talkedTime: number): Promise<number> {
   const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM user_metrics WHERE talked_time = $1', [
     talkedTime,
@@ -117,14 +110,14 @@ it.each([
   ['the connection breaks before its COMMIT reaches PostgreSQL', 'before-server', 4343],
 ] as const)('stores the rows of a batch once when %s', async (_case, when, talkedTime) => {
   plan = { statement: 'COMMIT', when };
-  const response = await postJson(`${gateway.url}/v1/metrics`, metric(talkedTime));
+  const response = await postJson(`${gateway.url}/v1/metrics`, metric({ talked_time: talkedTime }));
   expect(cuts).toBe(1);
   expect(response.status).toBe(201);
   expect(await countWithTalkedTime(talkedTime)).toBe(1);
 });
 
 it('writes a batch again when the connection broke during its COPY', async () => {
-  const body = Array.from({ length: 300 }, () => JSON.stringify(metric(4444))).join('\n');
+  const body = Array.from({ length: 300 }, () => JSON.stringify(metric({ talked_time: 4444 }))).join('\n');
   plan = { statement: 'COPY', when: 'at-once' };
   const response = await fetch(`${gateway.url}/v1/metrics/bulk`, {
     method: 'POST',

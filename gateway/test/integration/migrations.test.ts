@@ -9,6 +9,7 @@ import { MIGRATIONS_DIR, PROJECT_ROOT } from '../../src/paths';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
+import { metric } from '../helpers/metric';
 import { startGatewayProcess } from '../helpers/process';
 
 // The migration runner on its edges: a migration that fails, a gateway told not to migrate, an
@@ -160,9 +161,9 @@ describe('an upgrade from the first migration', () => {
     // And a gateway writes into the upgraded tables (spool_commits and api_keys came with the upgrade).
     const gateway = await startTestGateway(db, { MIGRATE_ON_START: 'false' });
     try {
-      const metric = { user_id: 2, talked_time: 4242, microphone_used: true, speaker_used: false, time_recorded: 0 };
-      expect(await postJson(`${gateway.url}/v1/metrics`, metric)).toMatchObject({ status: 201 });
-      expect(await postJson(`${gateway.url}/v1/metrics?wait=false`, metric)).toMatchObject({ status: 202 });
+      const sent = metric({ user_id: 2, talked_time: 4242, time_recorded: 0 });
+      expect(await postJson(`${gateway.url}/v1/metrics`, sent)).toMatchObject({ status: 201 });
+      expect(await postJson(`${gateway.url}/v1/metrics?wait=false`, sent)).toMatchObject({ status: 202 });
       await gateway.batcher.drain();
     } finally {
       await gateway.stop();

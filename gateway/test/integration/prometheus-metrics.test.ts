@@ -1,12 +1,12 @@
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
+import { metric } from '../helpers/metric';
 import { parsePrometheusText, sampleValue, type MetricFamily } from '../helpers/prometheus-text';
 
 // GET /metrics of a real gateway: the counters move by exactly the rows that went in or were refused.
 
 const BATCH_MAX_ROWS = 100;
 const BUFFER_MAX_ROWS = 5000;
-const USER = 1;
 const DOOMED_USER = 2;
 const DEVICE = 'id847-gj-335-Vow6DhCP6';
 
@@ -45,18 +45,6 @@ const rejected = (endpoint: string, reason: string): [string, Record<string, str
   'metrics_gateway_rows_rejected_total',
   { endpoint, reason },
 ];
-
-function metric(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    user_id: USER,
-    device_id: DEVICE,
-    talked_time: 12.5,
-    microphone_used: true,
-    speaker_used: false,
-    time_recorded: new Date().toISOString(),
-    ...overrides,
-  };
-}
 
 beforeAll(async () => {
   db = await createTestDatabase();

@@ -12,6 +12,7 @@ import { segmentFileName } from '../../src/spool/spool';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { testLogger } from '../helpers/logger';
 import { MAIN, startGatewayProcess } from '../helpers/process';
+import { until } from '../helpers/until';
 
 // What a spool left by a crashed gateway meets at the next start: PostgreSQL down, a user deleted
 // meanwhile, rows already stored under their event_id, a second crash in the middle of the replay,
@@ -128,12 +129,9 @@ it('stores every row exactly once when the gateway is killed in the middle of a 
   const child = spawn(process.execPath, [MAIN], { env, stdio: 'ignore' });
   const exited = new Promise((resolve) => child.on('exit', resolve));
   try {
-    const deadline = Date.now() + 60_000;
     let stored = 0;
-    while (stored === 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      stored = (await talkedTimes()).length;
-    }
+    const replayBegun = async (): Promise<boolean> => (stored = (await talkedTimes()).length) > 0;
+    await until(replayBegun, 'the replay stored a row', 60_000);
     expect(stored).toBeGreaterThan(0);
     expect(stored).toBeLessThan(total);
   } finally {

@@ -1,9 +1,9 @@
 import http from 'node:http';
 import { connect } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { startTestGateway } from '../helpers/gateway';
+import { until } from '../helpers/until';
 
 // The backstop of REQUEST_DEADLINE_MS (http/request-deadline.ts): a request still undecided at its
 // deadline is answered 503, whatever it waits for (here, a commit allowed ACK_TIMEOUT_MS, longer than
@@ -99,7 +99,7 @@ it('answers 503 at the deadline while the commit is still awaited; the row is st
     expect(late.ms).toBeLessThan(DEADLINE_MS + MARGIN_MS);
     await locker.query('ROLLBACK');
     // The request's work went on after its answer: its row commits now, and its own late answer is dropped.
-    for (let waited = 0; (await stored(501)) === 0 && waited < 5000; waited += 100) await sleep(100);
+    await until(async () => (await stored(501)) > 0, 'the row of the late request stored', 5000);
     expect(await stored(501)).toBe(1);
     const next = await post(agent, 502);
     expect(next.status).toBe(201);

@@ -1,6 +1,7 @@
 import type { Gateway } from '../../src/gateway';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { startTestGateway } from '../helpers/gateway';
+import { metric } from '../helpers/metric';
 
 // Every answer carries the security headers (helmet, one middleware before every route): nosniff,
 // no framing, and a Content-Security-Policy: nothing at all for data, the page's own for the pages.
@@ -36,27 +37,19 @@ function expectCommonHeaders(headers: Headers): void {
   expect(headers.get('content-security-policy')).toMatch(/frame-ancestors 'none'/);
 }
 
-const metric = {
-  user_id: 1,
-  talked_time: 1,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: 1_700_000_000_000,
-};
-
 describe('data answers: no content may load, nothing may frame them', () => {
   it.each<[string, () => Promise<Response>, number]>([
     ['GET /healthz', () => fetch(`${gateway.url}/healthz`), 200],
-    ['POST /v1/metrics', () => fetch(`${gateway.url}/v1/metrics`, jsonPost(metric)), 201],
+    ['POST /v1/metrics', () => fetch(`${gateway.url}/v1/metrics`, jsonPost(metric())), 201],
     ['GET /openapi.json', () => fetch(`${gateway.url}/openapi.json`), 200],
     ['GET /metrics (Prometheus text)', () => fetch(`${gateway.url}/metrics`), 200],
     ['GET /v1/stats', () => fetch(`${gateway.url}/v1/stats`), 200],
     ['404', () => fetch(`${gateway.url}/no/such/route`), 404],
-    ['400 validation_failed', () => fetch(`${gateway.url}/v1/metrics`, jsonPost({ ...metric, talked_time: -1 })), 400],
+    ['400 validation_failed', () => fetch(`${gateway.url}/v1/metrics`, jsonPost(metric({ talked_time: -1 }))), 400],
     ['400 invalid_json', () => fetch(`${gateway.url}/v1/metrics`, jsonPost('{"broken')), 400],
     ['400 for a path that is not percent-encoding', () => fetch(`${gateway.url}/v1/users/%ff`), 400],
     ['415', () => fetch(`${gateway.url}/v1/metrics`, { method: 'POST', body: 'x' }), 415],
-    ['401 (AUTH_REQUIRED=true)', () => fetch(`${strict.url}/v1/metrics`, jsonPost(metric)), 401],
+    ['401 (AUTH_REQUIRED=true)', () => fetch(`${strict.url}/v1/metrics`, jsonPost(metric())), 401],
   ])('%s', async (_name, send, status) => {
     const response = await send();
     expect(response.status).toBe(status);

@@ -9,6 +9,7 @@ import { Spool, segmentFileName } from '../../src/spool/spool';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
+import { metric } from '../helpers/metric';
 
 // What a crashed gateway left in its spool, replayed into the database: rows whose commit is recorded
 // are skipped, the rest stored once; damaged lines are reported, never stored or fatal.
@@ -76,12 +77,14 @@ it('answers 503, not 202, when the spool cannot be written', async () => {
   const gateway = await startTestGateway(db, { SPOOL_DIR: dir });
   try {
     await rm(dir, { recursive: true, force: true }); // the disk is gone from under it
-    const metric = { user_id: 1, talked_time: 77, microphone_used: true, speaker_used: false, time_recorded: 0 };
-    const queued = await postJson(`${gateway.url}/v1/metrics?wait=false`, metric);
+    const sent = metric({ talked_time: 77, time_recorded: 0 });
+    const queued = await postJson(`${gateway.url}/v1/metrics?wait=false`, sent);
     expect(queued).toMatchObject({ status: 503, body: { error: 'unavailable' } });
     expect(queued.headers.get('retry-after')).toBe('5');
     // wait=true needs no spool: its answer already means committed.
-    expect((await postJson(`${gateway.url}/v1/metrics`, { ...metric, talked_time: 78 })).status).toBe(201);
+    expect((await postJson(`${gateway.url}/v1/metrics`, metric({ talked_time: 78, time_recorded: 0 }))).status).toBe(
+      201,
+    );
   } finally {
     await gateway.stop();
   }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
+import { metric } from '../helpers/metric';
 import { StallingProxy, type StallPlan, type StallRecord } from '../helpers/stalling-proxy';
 
 // A connection to PostgreSQL that stops answering without closing (a middlebox that lost its state,
@@ -106,10 +107,11 @@ it('a COMMIT held in a partition that heals after the gateway gave up commits la
 
 it('a reference lookup whose connection stalls answers 503 within the deadline; the next request succeeds', async () => {
   await db.pool.query(`INSERT INTO users (id, name) VALUES (2, 'not cached')`);
-  const metric = { user_id: 2, talked_time: nextValue++, microphone_used: true, speaker_used: false, time_recorded: 0 };
+  const talkedTime = nextValue++;
+  const sent = metric({ user_id: 2, talked_time: talkedTime, time_recorded: 0 });
   proxy.stallNext({ trigger: 'FROM users', forwardTrigger: true, closeServerWhenClientCloses: true });
   const started = Date.now();
-  const stalled = await postJson(`${gateway.url}/v1/metrics`, metric);
+  const stalled = await postJson(`${gateway.url}/v1/metrics`, sent);
   const ms = Date.now() - started;
   expect(stalled.status).toBe(503);
   expect(stalled.headers.get('retry-after')).toBe('5');
@@ -118,7 +120,7 @@ it('a reference lookup whose connection stalls answers 503 within the deadline; 
   for (let waited = 0; proxy.stalls.at(-1)?.clientClosedAt === undefined && waited < 2000; waited += 50)
     await sleep(50);
   expect(proxy.stalls.at(-1)?.clientClosedAt).toBeDefined();
-  const retried = await postJson(`${gateway.url}/v1/metrics`, metric);
+  const retried = await postJson(`${gateway.url}/v1/metrics`, sent);
   expect(retried.status).toBe(201);
-  expect(await timesStored([metric.talked_time])).toEqual([1]);
+  expect(await timesStored([talkedTime])).toEqual([1]);
 });

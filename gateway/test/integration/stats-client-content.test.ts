@@ -2,6 +2,7 @@ import { createApiKey } from '../../src/auth/api-keys';
 import type { Gateway } from '../../src/gateway';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, request, startTestGateway } from '../helpers/gateway';
+import { metric } from '../helpers/metric';
 
 // What a client sent (ids, field names, line text) is never shown without an admin key: GET /v1/stats
 // is open (like /metrics) with AUTH_REQUIRED=true, so its recent rejections carry counts, times,
@@ -19,30 +20,24 @@ let db: TestDatabase;
 let ingestKey: string;
 let adminKey: string;
 
-const VALID = { user_id: 1, microphone_used: true, speaker_used: false, time_recorded: 1_700_000_000_000 };
-/** A valid metric, changed by `extra`. */
-const metric = (talkedTime: number, extra: Record<string, unknown> = {}) => ({
-  ...VALID,
-  talked_time: talkedTime,
-  ...extra,
-});
-
 const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
 
 /** Refusals that carry each marker: unknown fields, unknown ids, lines that are not JSON. */
 async function sendHostileRequests(url: string, headers: Record<string, string>): Promise<void> {
   const lines = [
-    JSON.stringify(metric(1)),
-    JSON.stringify(metric(2, { [FIELD]: 1 })),
-    JSON.stringify(metric(3, { device_id: DEVICE_ID })),
-    JSON.stringify(metric(4, { user_id: USER_ID })),
+    JSON.stringify(metric({ talked_time: 1 })),
+    JSON.stringify(metric({ talked_time: 2, [FIELD]: 1 })),
+    JSON.stringify(metric({ talked_time: 3, device_id: DEVICE_ID })),
+    JSON.stringify(metric({ talked_time: 4, user_id: USER_ID })),
     `{"user_id": 1, "${LINE_TEXT}`,
     `${LINE_TEXT} {`,
   ];
   const bulk = await postNdjson(`${url}/v1/metrics/bulk`, `${lines.join('\n')}\n`, headers);
   expect(bulk.body).toMatchObject({ accepted: 1, rejected: 5 });
-  expect((await postJson(`${url}/v1/metrics`, metric(5, { [FIELD]: 2 }), headers)).status).toBe(400);
-  expect((await postJson(`${url}/v1/metrics`, metric(6, { device_id: DEVICE_ID }), headers)).status).toBe(422);
+  expect((await postJson(`${url}/v1/metrics`, metric({ talked_time: 5, [FIELD]: 2 }), headers)).status).toBe(400);
+  expect((await postJson(`${url}/v1/metrics`, metric({ talked_time: 6, device_id: DEVICE_ID }), headers)).status).toBe(
+    422,
+  );
   expect((await postJson(`${url}/v1/metrics`, `{"user_id": "${LINE_TEXT}`, headers)).status).toBe(400);
 }
 

@@ -2,7 +2,9 @@ import { createApiKey } from '../../src/auth/api-keys';
 import type { Gateway } from '../../src/gateway';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, request, startTestGateway } from '../helpers/gateway';
+import { metric } from '../helpers/metric';
 import { startGatewayProcess } from '../helpers/process';
+import { until } from '../helpers/until';
 
 // GET / (the status page), its files, and GET /v1/stats, over real HTTP: the figures move by exactly
 // what was sent, the refusals are listed as their answers said, and the page asks for a key only
@@ -10,14 +12,6 @@ import { startGatewayProcess } from '../helpers/process';
 
 let db: TestDatabase;
 let gateway: Gateway;
-
-const metric = (talkedTime: number, userId = 1) => ({
-  user_id: userId,
-  talked_time: talkedTime,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: 1_700_000_000_000,
-});
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -77,17 +71,17 @@ describe('GET /v1/stats', () => {
     expect(before.buffer).toEqual({ depth: 0, capacity: 200_000 });
 
     const lines = [
-      JSON.stringify(metric(1)),
-      JSON.stringify({ ...metric(2), talk_time: 3 }), // line 2: unknown field
+      JSON.stringify(metric({ talked_time: 1 })),
+      JSON.stringify(metric({ talked_time: 2, talk_time: 3 })), // line 2: unknown field
       '',
       '{"user_id": 1,', // line 4: not JSON
-      JSON.stringify(metric(5, 999)), // line 5: no such user
-      JSON.stringify(metric(6)),
+      JSON.stringify(metric({ talked_time: 5, user_id: 999 })), // line 5: no such user
+      JSON.stringify(metric({ talked_time: 6 })),
     ];
     const bulk = await postNdjson(`${gateway.url}/v1/metrics/bulk`, `${lines.join('\n')}\n`);
     expect(bulk.body).toMatchObject({ accepted: 2, rejected: 3 });
-    expect((await postJson(`${gateway.url}/v1/metrics`, metric(7))).status).toBe(201);
-    expect((await postJson(`${gateway.url}/v1/metrics`, { ...metric(8), talked_time: -1 })).status).toBe(400);
+    expect((await postJson(`${gateway.url}/v1/metrics`, metric({ talked_time: 7 }))).status).toBe(201);
+    expect((await postJson(`${gateway.url}/v1/metrics`, metric({ talked_time: -1 }))).status).toBe(400);
     expect((await postJson(`${gateway.url}/v1/metrics`, '{"broken')).status).toBe(400);
 
     const { status, headers, body } = await request(`${gateway.url}/v1/stats`);
@@ -130,12 +124,12 @@ describe('GET /v1/stats', () => {
   it('draws a point a second for the chart', async () => {
     // Two points taken after this test began, however long a loaded machine makes that take.
     const since = Date.now();
-    const deadline = since + 15_000;
-    let history = (await request(`${gateway.url}/v1/stats`)).body.history;
-    while (history.points.filter((p: { t: number }) => p.t > since).length < 2 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    let history: any;
+    const twoNewPoints = async (): Promise<boolean> => {
       history = (await request(`${gateway.url}/v1/stats`)).body.history;
-    }
+      return history.points.filter((p: { t: number }) => p.t > since).length >= 2;
+    };
+    await until(twoNewPoints, 'two points of the chart taken after the test began', 15_000);
     expect(history.interval_seconds).toBe(1);
     const [a, b] = history.points.slice(-2);
     expect(a.t).toBeGreaterThan(since);
@@ -177,7 +171,7 @@ describe('with AUTH_REQUIRED=true', () => {
   });
 
   it('does not list requests refused for their key as rejected lines', async () => {
-    expect((await postJson(`${strict.url}/v1/metrics`, metric(1))).status).toBe(401);
+    expect((await postJson(`${strict.url}/v1/metrics`, metric({ talked_time: 1 }))).status).toBe(401);
     const { body } = await request(`${strict.url}/v1/stats`, { headers: { authorization: `Bearer ${key}` } });
     expect(body.recent_rejections).toEqual([]);
   });

@@ -1,5 +1,6 @@
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
+import { metric } from '../helpers/metric';
 
 // Two gateways started at the same moment on one empty database: migrations are serialized by an
 // advisory lock, both come up, and they ingest side by side without storing an event twice.
@@ -15,15 +16,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(gateways.map((gateway) => gateway.stop()));
   await db?.drop();
-});
-
-const metric = (extra: Record<string, unknown> = {}) => ({
-  user_id: 1,
-  talked_time: 1.5,
-  microphone_used: true,
-  speaker_used: false,
-  time_recorded: new Date().toISOString(),
-  ...extra,
 });
 
 it('applies the migrations once while every gateway waits and comes up', async () => {

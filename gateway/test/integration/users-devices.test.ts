@@ -1,5 +1,6 @@
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, request, startTestGateway } from '../helpers/gateway';
+import { metric } from '../helpers/metric';
 
 let db: TestDatabase;
 let gateway: Awaited<ReturnType<typeof startTestGateway>>;
@@ -12,15 +13,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await gateway?.stop();
   await db?.drop();
-});
-
-const metricFor = (userId: number, deviceId: string | null) => ({
-  user_id: userId,
-  device_id: deviceId,
-  talked_time: 3,
-  microphone_used: false,
-  speaker_used: true,
-  time_recorded: Date.now() - 1000,
 });
 
 describe('users', () => {
@@ -37,7 +29,9 @@ describe('users', () => {
   it('accepts metrics for a user the moment it is registered', async () => {
     const created = await postJson(`${gateway.url}/v1/users`, { name: 'Fresh' });
     expect(created.body.age).toBeNull();
-    expect((await postJson(`${gateway.url}/v1/metrics`, metricFor(created.body.id, null))).status).toBe(201);
+    expect(
+      (await postJson(`${gateway.url}/v1/metrics`, metric({ user_id: created.body.id, device_id: null }))).status,
+    ).toBe(201);
   });
 
   it('refuses invalid users with 400 and pointers', async () => {
@@ -71,7 +65,9 @@ describe('devices', () => {
     const again = await postJson(`${gateway.url}/v1/devices`, { ...device, name: 'other' });
     expect(again).toMatchObject({ status: 409, body: { error: 'already_exists' } });
     const user = await postJson(`${gateway.url}/v1/users`, { name: 'Device Owner' });
-    expect((await postJson(`${gateway.url}/v1/metrics`, metricFor(user.body.id, device.id))).status).toBe(201);
+    expect(
+      (await postJson(`${gateway.url}/v1/metrics`, metric({ user_id: user.body.id, device_id: device.id }))).status,
+    ).toBe(201);
   });
 
   it('reads a device whose id needs URL escaping', async () => {

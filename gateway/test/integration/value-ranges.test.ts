@@ -2,6 +2,7 @@ import { DatabaseError } from 'pg';
 import { MAX_DETAILS_PER_METRIC, TALKED_TIME_MAX_SECONDS } from '../../src/ingest/schema';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, request, startTestGateway } from '../helpers/gateway';
+import { metric } from '../helpers/metric';
 
 // A metric's values have ranges (talked_time 0 .. 86400 s, voice_sentiment -1 .. 1): refused at the
 // door and by PostgreSQL for every writer; and rows stored before the ranges never break a read.
@@ -16,16 +17,6 @@ const LARGEST_DOUBLE = Number.MAX_VALUE;
 
 let db: TestDatabase;
 let gateway: Awaited<ReturnType<typeof startTestGateway>>;
-
-const metric = (userId: number, values: Record<string, unknown>): Record<string, unknown> => ({
-  user_id: userId,
-  talked_time: 30,
-  microphone_used: true,
-  speaker_used: false,
-  voice_sentiment: 0.5,
-  time_recorded: '2026-01-01T00:00:00Z',
-  ...values,
-});
 
 /**
  * Inserts rows as if stored before migration 0006 (or by a writer it did not hold back): its
@@ -76,7 +67,7 @@ describe('the ranges at the door', () => {
     ['voice_sentiment', -1.001, 'must be >= -1'],
     ['talked_time', 1.7e308, `must be <= ${TALKED_TIME_MAX_SECONDS}`],
   ])('refuses %s = %p with 400', async (field, value, message) => {
-    const response = await postJson(`${gateway.url}/v1/metrics`, metric(DOOR_USER, { [field]: value }));
+    const response = await postJson(`${gateway.url}/v1/metrics`, metric({ user_id: DOOR_USER, [field]: value }));
     expect(response).toMatchObject({
       status: 400,
       body: { error: 'validation_failed', details: [{ path: `/${field}`, message }] },
@@ -85,9 +76,9 @@ describe('the ranges at the door', () => {
 
   it('takes the ends of the ranges, and refuses a bulk line past them', async () => {
     const lines = [
-      metric(DOOR_USER, { talked_time: TALKED_TIME_MAX_SECONDS, voice_sentiment: -1 }),
-      metric(DOOR_USER, { talked_time: 0, voice_sentiment: 1 }),
-      metric(DOOR_USER, { voice_sentiment: 1e200 }),
+      metric({ user_id: DOOR_USER, talked_time: TALKED_TIME_MAX_SECONDS, voice_sentiment: -1 }),
+      metric({ user_id: DOOR_USER, talked_time: 0, voice_sentiment: 1 }),
+      metric({ user_id: DOOR_USER, voice_sentiment: 1e200 }),
     ];
     const response = await postNdjson(
       `${gateway.url}/v1/metrics/bulk`,

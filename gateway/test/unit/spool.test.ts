@@ -10,6 +10,7 @@ import {
   type SpoolPosition,
   type SpoolSink,
 } from '../../src/spool/spool';
+import { until } from '../helpers/until';
 
 const logger = pino({ level: 'silent' });
 let dir: string;
@@ -108,7 +109,7 @@ describe('Spool', () => {
     expect(spool.backlogRows).toBe(11);
     sink.room = Infinity;
     sink.wakeWaiters();
-    await until(() => sink.rows.length === 12);
+    await until(() => sink.rows.length === 12, 'the 12 rows fed to the sink', 5000);
     expect(sink.rows).toEqual(Array.from({ length: 12 }, (_, i) => row(i + 1)));
     expect(sink.positions.map((p) => p.firstSeq)).toEqual(sink.firstSeqs());
     expect(sink.largestAppend).toBeLessThanOrEqual(3);
@@ -166,8 +167,4 @@ class FakeSink implements SpoolSink {
     let next = 1;
     return this.sizes.map((size) => ((next += size), next - size));
   }
-}
-
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
 }

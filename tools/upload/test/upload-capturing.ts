@@ -1,15 +1,9 @@
+import { numberedMetric } from '../../../gateway/test/helpers/numbered-metrics';
 import { parseUploadArgs, runUpload, type UploadIo } from '../command';
 
 /** A valid metric for user 1 whose talked_time is its line number, so that stored rows name their lines. */
 export const metricLine = (line: number, deviceId: string | null = null): string =>
-  JSON.stringify({
-    user_id: 1,
-    device_id: deviceId,
-    talked_time: line,
-    microphone_used: true,
-    speaker_used: line % 3 === 0,
-    time_recorded: 1_700_000_000_000 + line,
-  });
+  JSON.stringify({ ...numberedMetric(line), device_id: deviceId, speaker_used: line % 3 === 0 });
 
 /**
  * Runs `npm run upload -- ...argv` in this process, capturing what it prints. Waits between retries
