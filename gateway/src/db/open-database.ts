@@ -7,8 +7,14 @@ export interface OpenedDatabase {
   readonly url: string;
   /** Set when the gateway runs its own PostgreSQL because DATABASE_URL is unset. */
   readonly embedded: EmbeddedPostgres | undefined;
-  /** Stops the embedded server if this process started it; one found running is left running. */
-  close(): Promise<void>;
+  /**
+   * Stops the embedded server if this process started it. One it found running (`embedded.reused`) is
+   * stopped only `alsoAdopted`: main passes it when the gateway ends after running, as a server left
+   * running by a gateway that crashed has nobody else to stop it. A command-line task, or a gateway
+   * that failed to start (say because another gateway holds the spool), leaves an adopted server to
+   * the process that may still be using it.
+   */
+  close(options?: { alsoAdopted?: boolean }): Promise<void>;
 }
 
 /** `DATABASE_URL`, or else the embedded PostgreSQL with its data under `DATA_DIR`. */
@@ -26,8 +32,8 @@ export async function openDatabase(
   return {
     url: embedded.url,
     embedded,
-    close: async () => {
-      if (!embedded.reused) await embedded.stop();
+    close: async ({ alsoAdopted = false } = {}) => {
+      if (alsoAdopted || !embedded.reused) await embedded.stop();
     },
   };
 }
