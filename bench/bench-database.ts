@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, DatabaseError, Pool, escapeIdentifier } from 'pg';
 import type { Logger } from 'pino';
-import { seedDemoData } from '../seed/seed-database';
+import { seedDemoData } from '../gateway/src/db/demo-data';
 import { startEmbeddedPostgres } from '../gateway/src/db/embedded';
 import { migrate } from '../gateway/src/db/migrate';
 

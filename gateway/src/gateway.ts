@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
-import { databaseIsEmpty, seedDemoData } from '../../seed/seed-database';
+import { databaseIsEmpty, seedDemoData } from './db/demo-data';
 import { ApiKeyChangeListener } from './auth/api-key-changes';
 import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';

@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { DEMO_DEVICE_IDS } from '../../../seed/demo-data';
+import { DEMO_DEVICE_IDS, seedDemoData } from '../../src/db/demo-data';
 import { generateMetrics, type GeneratedMetric } from '../../../seed/generate-metrics';
-import { seedDemoData } from '../../../seed/seed-database';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postNdjson, request, startTestGateway } from '../helpers/gateway';
 
