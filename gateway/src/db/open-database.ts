@@ -8,11 +8,10 @@ export interface OpenedDatabase {
   /** Set when the gateway runs its own PostgreSQL because DATABASE_URL is unset. */
   readonly embedded: EmbeddedPostgres | undefined;
   /**
-   * Stops the embedded server if this process started it. One it found running (`embedded.reused`) is
-   * stopped only `alsoAdopted`: main passes it when the gateway ends after running, as a server left
-   * running by a gateway that crashed has nobody else to stop it. A command-line task, or a gateway
-   * that failed to start (say because another gateway holds the spool), leaves an adopted server to
-   * the process that may still be using it.
+   * Stops the embedded server this process started; one it found running (`embedded.reused`) only
+   * `alsoAdopted`. Main passes that when a gateway that ran ends: a server a crashed gateway left has
+   * nobody else to stop it. Command-line tasks, and a gateway that failed to start (another may hold
+   * the spool), leave an adopted server to whoever may still use it.
    */
   close(options?: { alsoAdopted?: boolean }): Promise<void>;
 }

@@ -21,9 +21,8 @@ export interface Part {
 export interface ShutdownOptions {
   readonly logger: Logger;
   readonly timeoutMs: number;
-  /** Rows in the buffer now, for the log. */
+  /** Rows in the buffer now (for the log), and left in the spool once it is closed. */
   readonly bufferedRows: () => number;
-  /** Rows left in the spool once it is closed, replayed at the next start. */
   readonly spooledRows: () => number;
 }
 
@@ -51,18 +50,14 @@ async function giveUp(started: readonly Part[]): Promise<number> {
   const reversed = [...started].reverse();
   let lostRows = 0;
   for (const part of reversed) lostRows += part.abandon?.() ?? 0;
-  for (const part of reversed)
-    await atMost(
-      AFTER_DEADLINE_GRACE_MS,
-      Promise.resolve().then(() => part.stop?.()),
-    );
+  for (const part of reversed) await atMost(AFTER_DEADLINE_GRACE_MS, (async () => part.stop?.())());
   return lostRows;
 }
 
 /**
- * Starts the parts in order (skipping false and undefined, for parts that the configuration turns off)
- * and returns their stop. When a part fails to start, the parts started
- * before it are given up (abandoned and stopped, in reverse) and the error is thrown.
+ * Starts the parts in order (false and undefined stand for parts the configuration turns off) and
+ * returns their stop. When a part fails to start, those started before it are given up (abandoned and
+ * stopped, in reverse) and the error is thrown.
  *
  * The stop drains every part in reverse order: no new requests, every buffered row flushed (which
  * also lets waiting requests finish) and every spooled row still on disk, then stops them all. After
