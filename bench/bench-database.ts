@@ -1,61 +1,19 @@
 // The benchmark's database: a fresh one on the chosen server, migrated and seeded, dropped at the end.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { Client, DatabaseError, Pool, escapeIdentifier } from 'pg';
+import { DatabaseError, Pool, escapeIdentifier } from 'pg';
 import type { Logger } from 'pino';
-import { seedDemoData } from '../seed/seed-database';
-import { startEmbeddedPostgres } from '../gateway/src/db/embedded';
+import { seedDemoData } from '../gateway/src/db/demo-data';
+import { databaseUrl, openDevServer, withClient, type DevServer } from '../gateway/src/db/dev-postgres';
 import { migrate } from '../gateway/src/db/migrate';
 
 export const METRICS_TABLE = 'user_metrics';
 /** Same shape as user_metrics, without foreign keys or triggers: the physical limit of the table. */
 export const NO_FK_TABLE = 'user_metrics_nofk';
 
-export interface BenchServer {
-  /** A maintenance database on the server, for CREATE and DROP DATABASE. */
-  readonly url: string;
-  /** Where the server comes from, for the report (no credentials). */
-  readonly source: string;
-  stop(): Promise<void>;
-}
-
 /** BENCH_DATABASE_URL, else DATABASE_URL's server, else an embedded PostgreSQL in a temporary folder. */
-export async function openBenchServer(env: NodeJS.ProcessEnv, logger: Logger): Promise<BenchServer> {
-  for (const variable of ['BENCH_DATABASE_URL', 'DATABASE_URL']) {
-    const url = env[variable];
-    if (url) return { url, source: `${variable} (${serverAddress(url)})`, stop: async () => undefined };
-  }
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mg-bench-pg-'));
-  try {
-    const server = await startEmbeddedPostgres({ dataDir, logger });
-    return {
-      url: server.url,
-      source: `embedded PostgreSQL in ${dataDir}`,
-      stop: async () => {
-        try {
-          await server.stop();
-        } finally {
-          await rm(dataDir, { recursive: true, force: true });
-        }
-      },
-    };
-  } catch (error) {
-    await rm(dataDir, { recursive: true, force: true });
-    throw error;
-  }
-}
-
-/** host:port of a connection string, never its password. */
-function serverAddress(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.hostname || 'localhost'}:${parsed.port || '5432'}`;
-  } catch {
-    return 'unparsable URL';
-  }
+export function openBenchServer(env: NodeJS.ProcessEnv, logger: Logger): Promise<DevServer> {
+  return openDevServer({ env, variables: ['BENCH_DATABASE_URL', 'DATABASE_URL'], logger });
 }
 
 export interface BenchDatabase {
@@ -69,7 +27,7 @@ export interface BenchDatabase {
 }
 
 /** Creates mg_bench_<random>, migrates it, seeds the demo users and devices and adds the no-FK table. */
-export async function createBenchDatabase(server: BenchServer, logger: Logger): Promise<BenchDatabase> {
+export async function createBenchDatabase(server: DevServer, logger: Logger): Promise<BenchDatabase> {
   const name = `mg_bench_${randomBytes(4).toString('hex')}`;
   await withClient(server.url, (client) => client.query(`CREATE DATABASE ${escapeIdentifier(name)}`));
   const url = databaseUrl(server.url, name);
@@ -95,23 +53,6 @@ export async function createBenchDatabase(server: BenchServer, logger: Logger): 
   } catch (error) {
     await drop().catch(() => undefined);
     throw error;
-  }
-}
-
-/** The same server URL with another database. */
-export function databaseUrl(serverUrl: string, database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function withClient<T>(url: string, work: (client: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: url, application_name: 'mg-bench' });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
   }
 }
 

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runCommand, type CommandResult } from '../gateway/src/db/run-as';
+import { runCommand, type CommandResult } from '../gateway/src/db/dev-postgres';
 
 // Every live child is here, so that an error, a signal or process exit can end them all.
 const liveChildren = new Set<ChildProcess>();

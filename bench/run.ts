@@ -7,6 +7,7 @@ import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { CONFIG_VARIABLE_NAMES } from '../gateway/src/config';
+import type { DevServer } from '../gateway/src/db/dev-postgres';
 import { createLogger } from '../gateway/src/logger';
 import { PROJECT_ROOT } from '../gateway/src/paths';
 import {
@@ -15,7 +16,6 @@ import {
   openBenchServer,
   resetTables,
   type BenchDatabase,
-  type BenchServer,
 } from './bench-database';
 import { renderRatioChart } from './chart';
 import { killAllChildren } from './child-processes';
@@ -48,7 +48,7 @@ function progress(line: string): void {
 
 /** Everything that must be undone however the run ends. */
 interface Resources {
-  server?: BenchServer;
+  server?: DevServer;
   db?: BenchDatabase;
   workDir?: string;
 }

@@ -5,8 +5,8 @@ import { parseArgs } from 'node:util';
 import { createGzip } from 'node:zlib';
 import type { Metric } from '../gateway/src/ingest/schema';
 import { parseRfc3339 } from '../gateway/src/ingest/time';
-import { DEMO_DEVICE_IDS, DEMO_USER_IDS } from './demo-data';
-import { createRandom, type Random } from './random';
+import { DEMO_DEVICE_IDS, DEMO_USER_IDS } from '../gateway/src/db/demo-data';
+import { createRandom, type Random } from '../gateway/src/db/seeded-random';
 
 /** One metric as a device would send it: the gateway's own Metric type. */
 export type GeneratedMetric = Metric;

@@ -2,7 +2,7 @@ import { ConfigError, loadConfig } from '../gateway/src/config';
 import { migrate } from '../gateway/src/db/migrate';
 import { withPool } from '../gateway/src/cli/with-pool';
 import { createLogger } from '../gateway/src/logger';
-import { seedDemoData } from './seed-database';
+import { seedDemoData } from '../gateway/src/db/demo-data';
 
 /** `npm run seed`: adds the demo users and devices (idempotent) to DATABASE_URL or the embedded database. */
 async function main(): Promise<void> {

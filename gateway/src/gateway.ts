@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
-import { databaseIsEmpty, seedDemoData } from '../../seed/seed-database';
+import { databaseIsEmpty, seedDemoData } from './db/demo-data';
 import { ApiKeyChangeListener } from './auth/api-key-changes';
 import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';
@@ -16,7 +16,7 @@ import { createHttpServer } from './http/http-server';
 import { Batcher } from './ingest/batcher';
 import { MetricIntake } from './ingest/intake';
 import { ReferenceCache } from './ingest/references';
-import { createShutdown, type ShutdownOutcome } from './lifecycle/shutdown';
+import { startParts, type Part, type ShutdownOutcome } from './lifecycle/parts';
 import { lockSpoolDir } from './spool/lock';
 import { bindSpoolToDatabase } from './spool/identity';
 import { replaySpool } from './spool/replay';
@@ -33,7 +33,7 @@ export interface Gateway {
   /** Everything on the request path: lookups, reads, admin routes, readiness; each call bounded by REQUEST_DEADLINE_MS. */
   readonly requestPool: Pool;
   readonly batcher: Batcher;
-  /** Ordered, idempotent stop: no new requests, flush the buffer, close the pool. */
+  /** Ordered, idempotent stop: no new requests, flush the buffer, close the pools (lifecycle/parts.ts). */
   stop(): Promise<ShutdownOutcome>;
 }
 
@@ -49,47 +49,66 @@ function readinessCheck(pool: Pool, migrations: readonly string[]): ReadinessChe
   };
 }
 
-async function openSpoolDir(dir: string, pool: Pool, logger: Logger): Promise<() => Promise<void>> {
-  await mkdir(dir, { recursive: true });
-  const release = await lockSpoolDir(dir);
-  await bindSpoolToDatabase(dir, pool, logger).catch(async (error: unknown) => {
-    await release();
-    throw error;
+/** Applies (or checks) the migrations and seeds an empty database with the demo users and devices. */
+async function prepareDatabase(config: Config, pool: Pool, logger: Logger): Promise<void> {
+  if (config.migrateOnStart) await migrate(pool, logger.child({ module: 'migrate' }));
+  else await assertMigrated(pool);
+  if (config.seedDemoData && (await databaseIsEmpty(pool))) {
+    const seeded = await seedDemoData(pool);
+    logger.info(seeded, 'demo users and devices seeded into the empty database');
+  }
+}
+
+/** The spool directory, locked against a second gateway and bound to this database; stop() unlocks it. */
+function spoolDirPart(dir: string, pool: Pool, logger: Logger): Part {
+  let release: (() => Promise<void>) | undefined;
+  return {
+    name: 'spool directory',
+    start: async () => {
+      await mkdir(dir, { recursive: true });
+      const unlock = await lockSpoolDir(dir);
+      await bindSpoolToDatabase(dir, pool, logger).catch(async (error: unknown) => {
+        await unlock();
+        throw error;
+      });
+      release = unlock;
+    },
+    stop: () => release?.(),
+  };
+}
+
+/** Resolves once `server` listens on the configured address. */
+function listen(server: Server, config: Config): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
-  return release;
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
 }
 
 /** Builds the gateway on `databaseUrl` and starts listening; the composition root for main and tests. */
 export async function startGateway(config: Config, databaseUrl: string, logger: Logger): Promise<Gateway> {
   const sizes = poolSizes(config.pgPoolMax, config.flushConcurrency);
-  const pool = createWriterPool(
-    databaseUrl,
-    sizes.writer,
-    config.writeStallTimeoutMs,
-    logger.child({ module: 'pool' }),
-  );
+  const poolLogger = logger.child({ module: 'pool' });
+  const pool = createWriterPool(databaseUrl, sizes.writer, config.writeStallTimeoutMs, poolLogger);
   const requestPool = createPool(
     databaseUrl,
     sizes.request,
     logger.child({ module: 'request-pool' }),
     requestPoolSettings(config.requestDeadlineMs),
   );
-  try {
-    if (config.migrateOnStart) await migrate(pool, logger.child({ module: 'migrate' }));
-    else await assertMigrated(pool);
-    if (config.seedDemoData && (await databaseIsEmpty(pool))) {
-      const seeded = await seedDemoData(pool);
-      logger.info(seeded, 'demo users and devices seeded into the empty database');
-    }
-  } catch (error) {
-    await Promise.all([pool.end(), requestPool.end()]);
-    throw error;
-  }
-  watchForStalls(pool, config.writeStallTimeoutMs, logger.child({ module: 'pool' }));
-
+  const spoolLogger = logger.child({ module: 'spool' });
   const references = new ReferenceCache(requestPool);
-  // Created after the batcher, which replays what an earlier process left in the spool.
-  let spool: Spool | undefined;
   const telemetry = createPrometheusTelemetry(pool);
   const batcher = new Batcher({
     batchMaxRows: config.batchMaxRows,
@@ -101,34 +120,21 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     onSpooledDone: (ranges) => {
       for (const range of ranges) if (range.spoolId === spool?.id) void spool.rowsDone(range.firstSeq, range.lastSeq);
     },
-    observer: {
-      ...telemetry.batcherObserver,
-      refused: (rows, reason) => {
-        telemetry.batcherObserver.refused(rows, reason);
-        // A row refused for a missing user or device means one was deleted since it was cached.
-        if (reason === 'unknown_reference') references.forgetAll();
-      },
-    },
+    onUnknownReference: () => references.forgetAll(),
+    observer: telemetry.batcherObserver,
   });
   telemetry.trackBuffer(batcher);
-  const rejections = new RecentRejections();
-  const stats = new IngestStats({ readTotals: telemetry.totals, buffer: batcher, rejections });
-  const releaseSpoolDir = config.spoolEnabled
-    ? await openSpoolDir(config.spoolDir, pool, logger.child({ module: 'spool' })).catch(async (error: unknown) => {
-        await pool.end();
-        throw error;
+  const spool = config.spoolEnabled
+    ? new Spool({
+        dir: config.spoolDir,
+        segmentBytes: config.spoolSegmentBytes,
+        maxBytes: config.spoolMaxBytes,
+        logger: spoolLogger,
+        sink: batcher,
       })
     : undefined;
-  if (config.spoolEnabled) {
-    await replaySpool(config.spoolDir, pool, batcher, logger.child({ module: 'spool' }));
-    spool = await Spool.open({
-      dir: config.spoolDir,
-      segmentBytes: config.spoolSegmentBytes,
-      maxBytes: config.spoolMaxBytes,
-      logger: logger.child({ module: 'spool' }),
-      sink: batcher,
-    });
-  }
+  const rejections = new RecentRejections();
+  const stats = new IngestStats({ readTotals: telemetry.totals, buffer: batcher, rejections });
   const intake = new MetricIntake({
     batcher,
     references,
@@ -161,17 +167,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     onRefused: telemetry.rowsRefused,
     status: { stats, rejections },
   });
-
   const server = createHttpServer(app, config);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  stats.start();
-  // Started once listening: its first LISTEN empties the key cache, so nothing cached before is missed.
   const keyChanges =
     access &&
     new ApiKeyChangeListener({
@@ -179,28 +175,43 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
       subscriber: access.authenticator,
       logger: logger.child({ module: 'auth' }),
     });
-  await keyChanges?.start();
-  server.once('close', () => stats.stop());
+
+  // Started in this order, stopped in reverse (lifecycle/parts.ts): every drain within the shutdown
+  // deadline, then every stop. The key listener thus closes after the drain, so a revocation still
+  // reaches the requests being drained.
+  const stop = await startParts(
+    [
+      { name: 'pools', stop: () => Promise.all([pool.end(), requestPool.end()]) },
+      { name: 'migrations', start: () => prepareDatabase(config, pool, logger) },
+      { name: 'stall watch', start: () => watchForStalls(pool, config.writeStallTimeoutMs, poolLogger) },
+      spool && spoolDirPart(config.spoolDir, pool, spoolLogger),
+      // Drained last: after the server's requests and the spool's backlog.
+      { name: 'batcher', drain: () => batcher.drain(), abandon: () => batcher.abort().inMemoryOnly },
+      // Puts back into the buffer what an earlier process spooled but did not commit.
+      spool && { name: 'spool replay', start: () => replaySpool(config.spoolDir, pool, batcher, spoolLogger) },
+      // Rows spooled by the last requests, and any backlog an outage left on disk, go in before the
+      // end; what is still unwritten at the deadline stays in its files for the next start.
+      spool && { name: 'spool', drain: () => spool.feedBacklog(), stop: () => spool.close() },
+      {
+        name: 'http server',
+        start: () => listen(server, config),
+        // Requests that wait for their rows finish once the buffer is flushed.
+        drain: () => Promise.all([closeServer(server), batcher.drain()]),
+        abandon: () => server.closeAllConnections(),
+      },
+      { name: 'stats', start: () => stats.start(), stop: () => stats.stop() },
+      // Started once listening: its first LISTEN empties the key cache, so nothing cached before is missed.
+      keyChanges && { name: 'key-change listener', start: () => keyChanges.start(), stop: () => keyChanges.close() },
+    ],
+    {
+      logger,
+      timeoutMs: config.shutdownTimeoutMs,
+      bufferedRows: () => batcher.depth,
+      spooledRows: () => spool?.pendingRows ?? 0,
+    },
+  );
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const shutdown = createShutdown({
-    server,
-    batcher,
-    logger,
-    timeoutMs: config.shutdownTimeoutMs,
-    // Rows still unwritten at the deadline stay in the spool's files, for the next start to replay.
-    spool,
-    closeConnections: async () => {
-      await releaseSpoolDir?.();
-      await Promise.all([pool.end(), requestPool.end()]);
-    },
-  });
-  // The key listener closes last: a revocation still reaches the requests that are being drained.
-  const stop: Gateway['stop'] = async () => {
-    const outcome = await shutdown();
-    await keyChanges?.close();
-    return outcome;
-  };
   return { url, server, pool, requestPool, batcher, stop };
 }

@@ -24,8 +24,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'signal received');
     void (async () => {
       const { flushed } = await gateway.stop();
-      // The gateway owns its embedded server, also one it found still running after a crash.
-      await database.embedded?.stop();
+      await database.close({ alsoAdopted: true }); // see OpenedDatabase.close
       process.exit(flushed ? 0 : 1);
     })();
   };

@@ -6,7 +6,7 @@ import {
   DEMO_MIN_AGE,
   DEMO_USER_IDS,
   DEMO_USERS,
-} from '../demo-data';
+} from '../../gateway/src/db/demo-data';
 
 describe('DEMO_USERS', () => {
   it('has 100 users with ids 1..100 in order', () => {
@@ -74,7 +74,7 @@ describe('determinism', () => {
   it('builds the same data when the module is loaded again', () => {
     jest.isolateModules(() => {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const again = require('../demo-data') as typeof import('../demo-data');
+      const again = require('../../gateway/src/db/demo-data') as typeof import('../../gateway/src/db/demo-data');
       expect(again.DEMO_USERS).not.toBe(DEMO_USERS);
       expect(again.DEMO_USERS).toEqual(DEMO_USERS);
       expect(again.DEMO_DEVICES).toEqual(DEMO_DEVICES);

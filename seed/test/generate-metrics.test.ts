@@ -1,5 +1,5 @@
 import { checkMetric } from '../../gateway/src/ingest/schema';
-import { DEMO_DEVICE_IDS, DEMO_USER_IDS } from '../demo-data';
+import { DEMO_DEVICE_IDS, DEMO_USER_IDS } from '../../gateway/src/db/demo-data';
 import {
   BAD_LINE_KINDS,
   badLineKind,

@@ -1,4 +1,4 @@
-import { createRandom, mulberry32 } from '../random';
+import { createRandom, mulberry32 } from '../../gateway/src/db/seeded-random';
 
 describe('mulberry32', () => {
   it('gives the same sequence for the same seed', () => {

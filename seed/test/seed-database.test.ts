@@ -1,6 +1,5 @@
 import { createTestDatabase } from '../../gateway/test/helpers/database';
-import { DEMO_DEVICES, DEMO_USERS } from '../demo-data';
-import { databaseIsEmpty, seedDemoData } from '../seed-database';
+import { DEMO_DEVICES, DEMO_USERS, databaseIsEmpty, seedDemoData } from '../../gateway/src/db/demo-data';
 
 type TestDatabase = Awaited<ReturnType<typeof createTestDatabase>>;
 

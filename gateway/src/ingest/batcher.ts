@@ -20,6 +20,8 @@ export interface BatcherOptions {
   readonly observer?: BatcherObserver;
   /** Told of spooled rows that are now committed or refused, so their spool segments may go. */
   readonly onSpooledDone?: (ranges: readonly SpoolRange[]) => void;
+  /** Told when PostgreSQL refuses a row for a user or device that does not exist (deleted since it was cached). */
+  readonly onUnknownReference?: () => void;
 }
 
 /** Hooks for instrumentation (Prometheus, the status page); every one is optional. */
@@ -337,7 +339,9 @@ export class Batcher {
     const spooled = this.spoolRanges(batch, index, index + 1);
     await this.recordRefusal(rejected, spooled, row);
     this.options.logger.warn({ sqlState: sqlState(error), reason: rejected.reason }, 'row refused at flush');
-    this.options.observer?.refused?.(1, rejectionCode(error));
+    const code = rejectionCode(error);
+    this.options.observer?.refused?.(1, code);
+    if (code === 'unknown_reference') this.options.onUnknownReference?.();
     const share = this.shareOf(batch, index);
     const position = share.offset + (index - share.start);
     const chunk = share.group.chunk;

@@ -136,7 +136,8 @@ export class Spool {
   private feeding = true;
   private closed = false;
 
-  private constructor(private readonly options: SpoolOptions) {}
+  /** The directory must exist; open() creates it. */
+  constructor(private readonly options: SpoolOptions) {}
 
   static async open(options: SpoolOptions): Promise<Spool> {
     await mkdir(options.dir, { recursive: true });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, DatabaseError, Pool, escapeIdentifier } from 'pg';
+import { databaseUrl, withClient } from '../../src/db/dev-postgres';
 
 // global-setup.ts picks one PostgreSQL server per jest run and builds a migrated template database
 // on it. Every test file then clones a database of its own, so files run in parallel without
@@ -24,14 +25,14 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
   const runId = requiredEnv(TEST_RUN_ID_ENV);
   const name = `${testDatabasePrefix(runId)}${randomId()}`;
   const template = options.migrated === false ? 'template0' : templateName(runId);
-  await withServer(serverUrl, (client) => createDatabase(client, name, template));
+  await withClient(serverUrl, (client) => createDatabase(client, name, template));
 
   const url = databaseUrl(serverUrl, name);
   const pool = new Pool({ connectionString: url });
   let dropping: Promise<void> | undefined;
   const drop = async (): Promise<void> => {
     await pool.end();
-    await withServer(serverUrl, (client) => dropDatabase(client, name));
+    await withClient(serverUrl, (client) => dropDatabase(client, name));
   };
   return { name, url, pool, drop: () => (dropping ??= drop()) };
 }
@@ -47,23 +48,6 @@ export function testDatabasePrefix(runId: string): string {
 
 export function randomId(): string {
   return randomBytes(4).toString('hex');
-}
-
-export function databaseUrl(serverUrl: string, database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-/** Runs `work` on a connection of its own to the server's maintenance database. */
-export async function withServer<T>(serverUrl: string, work: (client: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }
 
 const OBJECT_IN_USE = '55006';

@@ -1,34 +1,17 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'pg';
-import { startEmbeddedPostgres } from '../../src/db/embedded';
+import { databaseUrl, openDevServer, withClient, type DevServer } from '../../src/db/dev-postgres';
 import { migrate } from '../../src/db/migrate';
-import {
-  TEST_RUN_ID_ENV,
-  TEST_SERVER_URL_ENV,
-  createDatabase,
-  databaseUrl,
-  dropDatabase,
-  randomId,
-  templateName,
-  withServer,
-} from './database';
+import { TEST_RUN_ID_ENV, TEST_SERVER_URL_ENV, createDatabase, dropDatabase, randomId, templateName } from './database';
 import { ensureFreshBuild } from './build-freshness';
 import { testLogger } from './logger';
 import { addRunNote, openRunNotes } from './run-notes';
 
 // Runs once per jest run, in the parent process, before the workers start; the workers inherit the
 // environment variables set here.
-
-interface TestServer {
-  /** A maintenance database on the server, for CREATE and DROP DATABASE. */
-  readonly url: string;
-  readonly source: string;
-  stop(): Promise<void>;
-}
 
 /** What global-teardown.ts needs. Jest runs both hooks in one process, so globalThis carries it across. */
 export interface TestRunState {
@@ -49,19 +32,23 @@ export function takeTestRunState(): TestRunState | undefined {
 
 export default async function globalSetup(): Promise<void> {
   ensureFreshBuild((line) => process.stderr.write(`\n${line}\n`));
-  const server = await startTestServer();
+  // TEST_DATABASE_URL, else DATABASE_URL, else a postgres:16 container when Docker answers, else embedded.
+  const server = await openDevServer({
+    env: process.env,
+    variables: ['TEST_DATABASE_URL', 'DATABASE_URL'],
+    logger: testLogger,
+    alternative: async () => ((await dockerAnswers()) ? startContainer() : undefined),
+  });
   const runId = randomId();
   openRunNotes(runId);
   try {
     await createTemplate(server.url, templateName(runId));
-    const version = await withServer(server.url, (client) =>
+    const version = await withClient(server.url, (client) =>
       client.query<{ v: string }>("SELECT current_setting('server_version') AS v"),
     );
-    addRunNote(
-      `test database: PostgreSQL ${version.rows[0]?.v} from ${server.source} (${withoutPassword(server.url)})`,
-    );
+    addRunNote(`test database: PostgreSQL ${version.rows[0]?.v} from ${server.source}`);
   } catch (error) {
-    await withServer(server.url, (client) => dropDatabase(client, templateName(runId))).catch(() => undefined);
+    await withClient(server.url, (client) => dropDatabase(client, templateName(runId))).catch(() => undefined);
     await server.stop();
     throw error;
   }
@@ -71,23 +58,7 @@ export default async function globalSetup(): Promise<void> {
   testLogger.info({ source: server.source, runId }, 'test database server ready');
 }
 
-function withoutPassword(url: string): string {
-  const parsed = new URL(url);
-  if (parsed.password) parsed.password = '***';
-  return parsed.toString();
-}
-
-/** TEST_DATABASE_URL, else DATABASE_URL, else a postgres:16 container when Docker answers, else embedded. */
-async function startTestServer(): Promise<TestServer> {
-  for (const variable of ['TEST_DATABASE_URL', 'DATABASE_URL']) {
-    const url = process.env[variable];
-    if (url) return { url, source: variable, stop: async () => undefined };
-  }
-  if (await dockerAnswers()) return startContainer();
-  return startEmbedded();
-}
-
-async function startContainer(): Promise<TestServer> {
+async function startContainer(): Promise<DevServer> {
   // Loaded only when needed: testcontainers is large and most runs here have no Docker.
   const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
   const container = await new PostgreSqlContainer('postgres:16').start();
@@ -100,30 +71,8 @@ async function startContainer(): Promise<TestServer> {
   };
 }
 
-async function startEmbedded(): Promise<TestServer> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mg-test-pg-'));
-  const removeDataDir = () => rm(dataDir, { recursive: true, force: true });
-  try {
-    const server = await startEmbeddedPostgres({ dataDir, logger: testLogger });
-    return {
-      url: server.url,
-      source: `embedded postgres in ${dataDir}`,
-      stop: async () => {
-        try {
-          await server.stop();
-        } finally {
-          await removeDataDir();
-        }
-      },
-    };
-  } catch (error) {
-    await removeDataDir();
-    throw error;
-  }
-}
-
 async function createTemplate(serverUrl: string, name: string): Promise<void> {
-  await withServer(serverUrl, (client) => createDatabase(client, name, 'template0'));
+  await withClient(serverUrl, (client) => createDatabase(client, name, 'template0'));
   const pool = new Pool({ connectionString: databaseUrl(serverUrl, name), max: 1 });
   try {
     await migrate(pool, testLogger);

@@ -1,4 +1,5 @@
-import { dropDatabase, templateName, testDatabasePrefix, withServer } from './database';
+import { withClient } from '../../src/db/dev-postgres';
+import { dropDatabase, templateName, testDatabasePrefix } from './database';
 import { takeTestRunState } from './global-setup';
 import { printRunNotes } from './run-notes';
 
@@ -7,7 +8,7 @@ export default async function globalTeardown(): Promise<void> {
   const state = takeTestRunState();
   if (!state) return;
   try {
-    await withServer(state.serverUrl, async (client) => {
+    await withClient(state.serverUrl, async (client) => {
       const leftovers = await client.query<{ datname: string }>(
         'SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname',
         [testDatabasePrefix(state.runId)],

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/dev-postgres';
 import type { TestDatabase } from '../helpers/database';
 import { postJson, request, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';

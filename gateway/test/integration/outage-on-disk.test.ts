@@ -2,7 +2,7 @@ import { readdir, stat, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/dev-postgres';
 import { postJson, postNdjson } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/process';

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { generateNdjson } from '../../../seed/generate-metrics';
 import { createApiKey } from '../../src/auth/api-keys';
-import { seedDemoData } from '../../../seed/seed-database';
+import { seedDemoData } from '../../src/db/demo-data';
 import type { Gateway } from '../../src/gateway';
 import { PROJECT_ROOT } from '../../src/paths';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';

