@@ -86,10 +86,7 @@ describe('imports of gateway/src', () => {
         .filter((target) => path.relative(SRC, target).startsWith('..'))
         .map((target) => `${path.relative(PROJECT_ROOT, file)} -> ${path.relative(PROJECT_ROOT, target)}`),
     );
-    // Known exception, removed by the restructuring of issue 9 (demo seeding leaves gateway.ts):
-    // delete this entry once that lands, and the test holds the line from then on.
-    const KNOWN = ['gateway/src/gateway.ts -> seed/seed-database'];
-    expect(outside).toEqual(KNOWN);
+    expect(outside).toEqual([]);
   });
 
   it('send SQL from db/ only', () => {
