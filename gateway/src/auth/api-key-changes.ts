@@ -1,8 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { API_KEY_CHANGES_CHANNEL, listenForApiKeyChanges } from '../db/api-keys';
 
-/** Where migration 0005's trigger announces every change to api_keys: the key's SHA-256 in hex, or '' for all. */
-export const API_KEY_CHANGES_CHANNEL = 'api_key_changes';
 /** How the listener's connection shows in pg_stat_activity. */
 export const API_KEY_LISTENER_APPLICATION_NAME = 'metrics-gateway api-key-changes';
 
@@ -82,7 +81,7 @@ export class ApiKeyChangeListener {
     client.on('end', () => this.lost(client, new Error('the connection ended')));
     try {
       await client.connect();
-      await client.query(`LISTEN ${API_KEY_CHANGES_CHANNEL}`);
+      await listenForApiKeyChanges(client);
     } catch (error) {
       this.lost(client, error);
       return;

@@ -75,3 +75,11 @@ export async function findActiveApiKey(db: Queryable, keyHash: Buffer): Promise<
   );
   return rows[0];
 }
+
+/** Where migration 0005's trigger announces every change to api_keys: the key's SHA-256 in hex, or '' for all. */
+export const API_KEY_CHANGES_CHANNEL = 'api_key_changes';
+
+/** Asks for those announcements on `client`, a connection kept for them alone. */
+export async function listenForApiKeyChanges(client: Queryable): Promise<void> {
+  await client.query(`LISTEN ${API_KEY_CHANGES_CHANNEL}`);
+}

@@ -94,7 +94,7 @@ describe('imports of gateway/src', () => {
       .filter(({ file, text }) => unitOf(file) !== 'db/' && /\.query\s*[(<]/.test(text))
       .map(({ file }) => path.relative(SRC, file));
     // Known exceptions: admin-routes.ts's statements move to db/ with the restructuring of http/
-    // (issue 9); api-key-changes.ts LISTENs on a connection of its own. Delete each once it is gone.
-    expect(querying.sort()).toEqual(['auth/api-key-changes.ts', 'http/admin-routes.ts']);
+    // (issue 9). Delete it once it is gone.
+    expect(querying.sort()).toEqual(['http/admin-routes.ts']);
   });
 });
