@@ -20,6 +20,11 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** The codes answered with `status`, in the registry's order. */
+export function codesWithStatus(status: number): ErrorCode[] {
+  return (Object.keys(ERROR_CODES) as ErrorCode[]).filter((code) => ERROR_CODES[code].status === status);
+}
+
 /** One problem with a request, pointing into it with a JSON pointer. */
 export interface ErrorDetail {
   readonly path: string;

@@ -9,37 +9,22 @@ export type FromSchema<S> = S extends { readonly const: infer C }
   ? C
   : S extends { readonly enum: readonly (infer E)[] }
     ? E
-    : S extends { readonly type: readonly (infer T)[] }
-      ? T extends string
-        ? FromType<T, S>
-        : never
-      : S extends { readonly type: infer T extends string }
-        ? FromType<T, S>
-        : unknown;
+    : S extends { readonly type: infer T }
+      ? FromType<T extends readonly (infer U)[] ? U : T, S>
+      : unknown;
 
-type FromType<T extends string, S> = T extends 'string'
-  ? string
-  : T extends 'integer' | 'number'
-    ? number
-    : T extends 'boolean'
-      ? boolean
-      : T extends 'null'
-        ? null
-        : T extends 'array'
-          ? S extends { readonly items: infer I }
-            ? FromSchema<I>[]
-            : unknown[]
-          : T extends 'object'
-            ? FromObject<S>
-            : never;
-
-type FromObject<S> = S extends { readonly properties: infer P }
-  ? Flat<
-      { -readonly [K in keyof P as K extends Required<S> ? K : never]: FromSchema<P[K]> } & {
-        -readonly [K in keyof P as K extends Required<S> ? never : K]?: FromSchema<P[K]>;
-      }
-    >
-  : Record<string, unknown>;
+type Primitives = { string: string; integer: number; number: number; boolean: boolean; null: null };
+type FromType<T, S> = T extends keyof Primitives
+  ? Primitives[T]
+  : T extends 'array'
+    ? FromSchema<S extends { readonly items: infer I } ? I : unknown>[]
+    : S extends { readonly properties: infer P }
+      ? Flat<
+          { -readonly [K in keyof P as K extends Required<S> ? K : never]: FromSchema<P[K]> } & {
+            -readonly [K in keyof P as K extends Required<S> ? never : K]?: FromSchema<P[K]>;
+          }
+        >
+      : Record<string, unknown>;
 type Required<S> = S extends { readonly required: readonly (infer R)[] } ? R : never;
 type Flat<T> = { [K in keyof T]: T[K] };
 

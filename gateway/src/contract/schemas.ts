@@ -443,6 +443,27 @@ export const statsSchema = {
 export const statusSchema = <S extends string>(status: S) =>
   ({ type: 'object', required: ['status'], properties: { status: { type: 'string', const: status } } }) as const;
 
+/** The schemas by name, as the OpenAPI document's components; nested ones are referenced by name. */
+export const COMPONENTS: Readonly<Record<string, object>> = {
+  Metric: metricSchema,
+  NewUser: newUserSchema,
+  NewDevice: newDeviceSchema,
+  User: userSchema,
+  Device: deviceSchema,
+  SingleResult: singleResultSchema,
+  BulkResult: bulkResultSchema,
+  BulkProgress: bulkProgressSchema,
+  LineError: lineErrorSchema,
+  StoredMetric: storedMetricSchema,
+  MetricsPage: metricsPageSchema,
+  MetricsSummary: summarySchema,
+  Error: errorSchema,
+  ErrorDetail: errorDetailSchema,
+  Stats: statsSchema,
+  Healthy: statusSchema('ok'),
+  Ready: statusSchema('ready'),
+};
+
 // ---- The types of the wire, from the schemas ----
 
 export type Metric = FromSchema<typeof metricSchema>;

@@ -9,6 +9,8 @@ import type { Config } from '../config';
 import { AppError } from '../contract/errors';
 import type { Route, Scope } from './routes';
 
+export type RouteAccess = Pick<Route, 'scope' | 'keyOptional'>;
+
 /** What a request needs: nothing, any valid key (`ingest` is the lesser scope), or an admin key. */
 export type Requirement = 'open' | KeyScope;
 
@@ -103,23 +105,10 @@ export function accessControl({ authenticator, rateLimiter, lookupBudget }: Acce
  * tell of changes), or undefined when AUTH_REQUIRED=false (everything open).
  */
 export function accessControlFor(
-  config: Pick<
-    Config,
-    | 'authRequired'
-    | 'authCacheTtlMs'
-    | 'metricsAuthRequired'
-    | 'docsAuthRequired'
-    | 'rateLimitPerKeyRps'
-    | 'rateLimitBurst'
-    | 'authLookupRatePerAddress'
-    | 'authLookupBurstPerAddress'
-    | 'authLookupConcurrency'
-  >,
+  config: Config,
   pool: Pool,
   logger: Logger,
-):
-  | { forRoute: (route: Pick<Route, 'scope' | 'keyOptional'>) => RequestHandler; authenticator: ApiKeyAuthenticator }
-  | undefined {
+): { forRoute: (route: RouteAccess) => RequestHandler; authenticator: ApiKeyAuthenticator } | undefined {
   if (!config.authRequired) return undefined;
   const authenticator = new ApiKeyAuthenticator({
     lookup: (keyHash) => findActiveApiKey(pool, keyHash),
@@ -142,7 +131,6 @@ export function accessControlFor(
           })
         : undefined,
   });
-  const forRoute = (route: Pick<Route, 'scope' | 'keyOptional'>): RequestHandler =>
-    check(requirementOf(route.scope, config), route.keyOptional);
+  const forRoute = (route: RouteAccess): RequestHandler => check(requirementOf(route.scope, config), route.keyOptional);
   return { forRoute, authenticator };
 }

@@ -7,6 +7,7 @@ import type { IntakeOptions, MetricIntake } from '../ingest/intake';
 import type { ReferenceCache } from '../ingest/references';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejections } from '../telemetry/recent-rejections';
+import type { RouteAccess } from './access-control';
 import { smallBodyDeadline } from './body-deadline';
 import { assertJson, type BodyLimits } from './body-source';
 import { bulkUploadLimit } from './bulk-upload-limit';
@@ -31,7 +32,7 @@ export interface AppDependencies {
   readonly readiness: ReadinessCheck;
   readonly metricMaxBytes: number;
   /** The API key check of a route (access-control.ts), put before it; none when AUTH_REQUIRED=false. */
-  readonly accessControl?: (route: Pick<Route, 'scope' | 'keyOptional'>) => RequestHandler;
+  readonly accessControl?: (route: RouteAccess) => RequestHandler;
   /** Limits on a bulk upload's body; none when unset. */
   readonly bulkBodyLimits?: BodyLimits;
   /** Bulk uploads in progress at once (BULK_MAX_CONCURRENT); 0 or unset: no limit. */

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
-import { AppError, ERROR_CODES, coerceError, type ErrorCode } from '../contract/errors';
+import { AppError, codesWithStatus, coerceError, type ErrorCode } from '../contract/errors';
 import { isDatabaseUnavailable } from '../db/sqlstate';
 import { ReferencesUnchecked } from '../ingest/references';
 
@@ -33,11 +33,6 @@ export function toAppError(thrown: unknown): AppError {
   return clientError(thrown) ?? coerceError(thrown);
 }
 
-/** The first code in the registry with `status`, for a library's own 4xx. */
-function codeForStatus(status: number): ErrorCode | undefined {
-  return (Object.keys(ERROR_CODES) as ErrorCode[]).find((code) => ERROR_CODES[code].status === status);
-}
-
 /**
  * A refusal of the request itself, which is a 4xx, never a 500: Node's parser failing on a body, or a
  * library's error with a 4xx status in the http-errors way: the router's URIError for a path
@@ -60,7 +55,7 @@ function clientError(thrown: unknown): AppError | undefined {
     });
   }
   if (status === 400) return new AppError('invalid_json', `the body could not be decoded: ${message}`);
-  return new AppError(codeForStatus(status) ?? 'validation_failed', message);
+  return new AppError(codesWithStatus(status)[0] ?? 'validation_failed', message);
 }
 
 export function sendError(res: Response, error: AppError): void {

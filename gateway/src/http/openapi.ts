@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ERROR_CODES, type ErrorCode } from '../contract/errors';
+import { ERROR_CODES, codesWithStatus } from '../contract/errors';
 import * as contract from '../contract/schemas';
+import { COMPONENTS as SCHEMAS } from '../contract/schemas';
 import { PROJECT_ROOT } from '../paths';
 import { ROUTES, type Route } from './routes';
 
@@ -19,36 +20,13 @@ export interface Operation {
   readonly description?: string;
   readonly params?: keyof typeof PATH_PARAMETERS;
   readonly query?: keyof typeof QUERIES;
-  readonly body?: 'Metric' | 'NewUser' | 'NewDevice' | 'ndjson';
   readonly ok: Readonly<Record<number, readonly [string, string]>>;
-  readonly errors: readonly number[];
+  /** Error statuses besides 500 (`default`). */
+  readonly errors?: readonly number[];
   /** Error answers that may also say how far a bulk upload got. */
   readonly bulkErrors?: readonly number[];
 }
 
-/** The components, by name: answers refer to them, and nested schemas that are one of them too. */
-const SCHEMAS: Readonly<Record<string, object>> = {
-  Metric: contract.metricSchema,
-  NewUser: contract.newUserSchema,
-  NewDevice: contract.newDeviceSchema,
-  User: contract.userSchema,
-  Device: contract.deviceSchema,
-  SingleResult: contract.singleResultSchema,
-  BulkResult: contract.bulkResultSchema,
-  BulkProgress: contract.bulkProgressSchema,
-  LineError: contract.lineErrorSchema,
-  StoredMetric: contract.storedMetricSchema,
-  MetricsPage: contract.metricsPageSchema,
-  MetricsSummary: contract.summarySchema,
-  Error: contract.errorSchema,
-  ErrorDetail: contract.errorDetailSchema,
-  Stats: contract.statsSchema,
-};
-const INLINE: Readonly<Record<string, object>> = {
-  Healthy: contract.statusSchema('ok'),
-  Ready: contract.statusSchema('ready'),
-  object: { type: 'object' },
-};
 const QUERIES = {
   wait: contract.waitQuerySchema,
   userMetrics: contract.userMetricsQuerySchema,
@@ -152,7 +130,7 @@ const STATUS_NOTES: Readonly<Record<number, string>> = {
 };
 
 function errorResponse(status: number): JsonObject {
-  const codes = (Object.keys(ERROR_CODES) as ErrorCode[]).filter((code) => ERROR_CODES[code].status === status);
+  const codes = codesWithStatus(status);
   const listed = codes.map((code) => `\`${code}\`: ${ERROR_CODES[code].message}`).join('; ');
   const description = [STATUS_NOTES[status] ?? 'An error.', listed === '' ? '' : `Codes: ${listed}.`].join(' ');
   const retries = codes.some((code) => 'retryAfterSeconds' in ERROR_CODES[code]);
@@ -221,16 +199,15 @@ const CONTENT_ENCODING: JsonObject = {
 
 function content(name: string, example?: Json): JsonObject {
   if (name.includes('/')) return { [name]: { schema: { type: 'string' } } };
-  return json(SCHEMAS[name] !== undefined ? ref(name) : toOpenApiSchema(INLINE[name] as Json), example);
+  return json(SCHEMAS[name] !== undefined ? ref(name) : { type: name }, example);
 }
 
-function operation(name: string, route: Route & { doc: Operation }): JsonObject {
-  const { doc } = route;
+function operation(name: string, doc: Route & Operation): JsonObject {
   const responses: JsonObject = {};
   for (const [status, [description, answer]] of Object.entries(doc.ok)) {
     responses[status] = { description, content: content(answer, RESPONSE_EXAMPLES[`${name} ${status}`]) };
   }
-  for (const status of doc.errors) responses[String(status)] = { $ref: `#/components/responses/Error${status}` };
+  for (const status of doc.errors ?? []) responses[String(status)] = { $ref: `#/components/responses/Error${status}` };
   responses.default = { $ref: '#/components/responses/Error500' };
   for (const status of doc.bulkErrors ?? []) {
     const response = errorResponse(status);
@@ -240,9 +217,9 @@ function operation(name: string, route: Route & { doc: Operation }): JsonObject 
   const params = [
     ...(doc.params === undefined ? [] : parameters('path', { properties: { id: PATH_PARAMETERS[doc.params] } })),
     ...(doc.query === undefined ? [] : parameters('query', QUERIES[doc.query])),
-    ...(doc.body === 'ndjson' ? [CONTENT_ENCODING] : []),
+    ...(doc.body?.type === 'ndjson' ? [CONTENT_ENCODING] : []),
   ];
-  const open = route.scope !== 'ingest' && route.scope !== 'admin' && route.keyOptional !== true;
+  const open = doc.scope !== 'ingest' && doc.scope !== 'admin' && doc.keyOptional !== true;
   return {
     ...(open ? { security: [] } : {}),
     tags: [doc.tag ?? 'operations'],
@@ -254,9 +231,9 @@ function operation(name: string, route: Route & { doc: Operation }): JsonObject 
       ? {}
       : {
           requestBody:
-            doc.body === 'ndjson'
+            doc.body.type === 'ndjson'
               ? NDJSON_BODY
-              : { required: true, content: json(ref(doc.body), REQUEST_EXAMPLES[doc.body]) },
+              : { required: true, content: json(ref(doc.body.schema), REQUEST_EXAMPLES[doc.body.schema]) },
         }),
     responses,
   };
@@ -273,10 +250,10 @@ function packageVersion(): string {
 export function buildOpenApiDocument(): JsonObject {
   const paths: Record<string, JsonObject> = {};
   for (const [name, route] of Object.entries(ROUTES) as [string, Route][]) {
-    if (route.doc === undefined) continue;
+    if (route.summary === undefined) continue;
     // Express's /docs/ is /docs (strict routing is off); :id is OpenAPI's {id}.
     const routePath = ([route.path].flat()[0] as string).replace(/:(\w+)/g, '{$1}').replace(/(.)\/$/, '$1');
-    paths[routePath] = { ...paths[routePath], [route.method]: operation(name, route as Route & { doc: Operation }) };
+    paths[routePath] = { ...paths[routePath], [route.method]: operation(name, route as Route & Operation) };
   }
   const statuses = new Set([
     ...Object.keys(STATUS_NOTES).map(Number),
