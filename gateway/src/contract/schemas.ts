@@ -256,21 +256,23 @@ export const deviceSchema = {
   },
 } as const;
 
+/** The columns of user_metrics that a COPY row carries, in the order ingest/copy-encode.ts writes them. */
+export const COPY_COLUMNS = [
+  'user_id',
+  'device_id',
+  'talked_time',
+  'microphone_used',
+  'speaker_used',
+  'voice_sentiment',
+  'time_recorded',
+  'event_id',
+  'received_at',
+] as const;
+
 export const storedMetricSchema = {
   type: 'object',
-  // A stored row: its id and the columns the gateway copies in (ingest/copy-encode.ts).
-  required: [
-    'id',
-    'user_id',
-    'device_id',
-    'talked_time',
-    'microphone_used',
-    'speaker_used',
-    'voice_sentiment',
-    'time_recorded',
-    'event_id',
-    'received_at',
-  ],
+  // A stored row: its id and the columns the gateway copies in.
+  required: ['id', ...COPY_COLUMNS],
   properties: {
     id: {
       type: 'string',

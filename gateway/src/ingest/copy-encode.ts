@@ -1,17 +1,6 @@
 import type { Metric } from './schema';
 
-/** The columns of user_metrics that a COPY row carries, in the order encodeMetricRow writes them. */
-export const COPY_COLUMNS = [
-  'user_id',
-  'device_id',
-  'talked_time',
-  'microphone_used',
-  'speaker_used',
-  'voice_sentiment',
-  'time_recorded',
-  'event_id',
-  'received_at',
-] as const;
+export { COPY_COLUMNS } from '../contract/schemas';
 
 const NEEDS_ESCAPE = /[\\\n\r\t]/;
 const ESCAPABLE = /[\\\n\r\t]/g;
