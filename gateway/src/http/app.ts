@@ -91,7 +91,8 @@ export function createApp(deps: AppDependencies): Express {
     }
     if (route.body?.type === 'json') {
       const parse = [requireJson, express.json({ limit: route.body.maxBytes ?? deps.metricMaxBytes, strict: false })];
-      chain.push(...(route.rejections === 'single' ? parse.map((step) => counted(step, deps.onRefused)) : parse));
+      // A metric refused before the intake sees it is counted here; the intake counts the rest.
+      chain.push(...(route.body.schema === 'Metric' ? parse.map((step) => counted(step, deps.onRefused)) : parse));
     }
     return chain;
   };
