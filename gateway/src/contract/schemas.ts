@@ -26,6 +26,9 @@ export const PAGE_LIMIT_MAX = 1000;
 const storableText = { 'x-storable-text': true } as const;
 const timestamp = { type: 'string', format: 'date-time' } as const;
 const count = { type: 'integer', minimum: 0 } as const;
+/** An object whose properties are all always present (every answer but a few optional fields). */
+const allRequired = <const P extends object>(properties: P) =>
+  ({ type: 'object', required: Object.keys(properties) as (keyof P & string)[], properties }) as const;
 const errorCode = { type: 'string', enum: Object.keys(ERROR_CODES) as ErrorCode[] } as const;
 
 // ---- Requests ----
@@ -164,15 +167,11 @@ export const errorDetailSchema = {
   additionalProperties: true,
 } as const;
 
-export const errorSchema = {
-  type: 'object',
-  required: ['error', 'message', 'details'],
-  properties: {
-    error: { ...errorCode, description: 'stable code; see the responses' },
-    message: { type: 'string', description: 'for people; may change' },
-    details: { type: 'array', items: errorDetailSchema },
-  },
-} as const;
+export const errorSchema = allRequired({
+  error: { ...errorCode, description: 'stable code; see the responses' },
+  message: { type: 'string', description: 'for people; may change' },
+  details: { type: 'array', items: errorDetailSchema },
+});
 
 export const singleResultSchema = {
   type: 'object',
@@ -183,15 +182,11 @@ export const singleResultSchema = {
   },
 } as const;
 
-export const lineErrorSchema = {
-  type: 'object',
-  required: ['line', 'error', 'details'],
-  properties: {
-    line: { type: 'integer', minimum: 0, description: 'line number, counting from 1 (blank lines included)' },
-    error: errorCode,
-    details: { type: 'array', items: errorDetailSchema },
-  },
-} as const;
+export const lineErrorSchema = allRequired({
+  line: { type: 'integer', minimum: 0, description: 'line number, counting from 1 (blank lines included)' },
+  error: errorCode,
+  details: { type: 'array', items: errorDetailSchema },
+});
 
 const bulkResultProperties = {
   accepted: {
@@ -234,101 +229,64 @@ export const bulkProgressSchema = {
   },
 } as const;
 
-export const userSchema = {
-  type: 'object',
-  required: ['id', 'name', 'age', 'created_at'],
-  properties: {
-    id: userIdSchema,
-    name: { type: 'string' },
-    age: { type: ['integer', 'null'] },
-    created_at: timestamp,
-  },
-} as const;
+export const userSchema = allRequired({
+  id: userIdSchema,
+  name: { type: 'string' },
+  age: { type: ['integer', 'null'] },
+  created_at: timestamp,
+});
 
-export const deviceSchema = {
-  type: 'object',
-  required: ['id', 'type', 'name', 'created_at'],
-  properties: {
-    id: { type: 'string' },
-    type: { type: ['string', 'null'] },
-    name: { type: ['string', 'null'] },
-    created_at: timestamp,
-  },
-} as const;
+export const deviceSchema = allRequired({
+  id: { type: 'string' },
+  type: { type: ['string', 'null'] },
+  name: { type: ['string', 'null'] },
+  created_at: timestamp,
+});
 
-/** The columns of user_metrics that a COPY row carries, in the order ingest/copy-encode.ts writes them. */
-export const COPY_COLUMNS = [
-  'user_id',
-  'device_id',
-  'talked_time',
-  'microphone_used',
-  'speaker_used',
-  'voice_sentiment',
-  'time_recorded',
-  'event_id',
-  'received_at',
-] as const;
-
-export const storedMetricSchema = {
-  type: 'object',
-  // A stored row: its id and the columns the gateway copies in.
-  required: ['id', ...COPY_COLUMNS],
-  properties: {
-    id: {
-      type: 'string',
-      pattern: '^[0-9]+$',
-      description: 'a 64-bit integer, as text so that no JSON parser rounds it',
-    },
-    user_id: { type: 'integer' },
-    device_id: { type: ['string', 'null'] },
-    talked_time: { type: 'number' },
-    microphone_used: { type: 'boolean' },
-    speaker_used: { type: 'boolean' },
-    voice_sentiment: { type: ['number', 'null'] },
-    time_recorded: { ...timestamp, description: 'UTC, with microseconds' },
-    event_id: { type: ['string', 'null'], format: 'uuid' },
-    received_at: { ...timestamp, description: 'when the gateway accepted the row; UTC, with microseconds' },
+// A stored row: its id and the columns the gateway copies in (COPY_COLUMNS of ingest/copy-encode.ts).
+export const storedMetricSchema = allRequired({
+  id: {
+    type: 'string',
+    pattern: '^[0-9]+$',
+    description: 'a 64-bit integer, as text so that no JSON parser rounds it',
   },
-} as const;
+  user_id: { type: 'integer' },
+  device_id: { type: ['string', 'null'] },
+  talked_time: { type: 'number' },
+  microphone_used: { type: 'boolean' },
+  speaker_used: { type: 'boolean' },
+  voice_sentiment: { type: ['number', 'null'] },
+  time_recorded: { ...timestamp, description: 'UTC, with microseconds' },
+  event_id: { type: ['string', 'null'], format: 'uuid' },
+  received_at: { ...timestamp, description: 'when the gateway accepted the row; UTC, with microseconds' },
+});
 
-export const metricsPageSchema = {
-  type: 'object',
-  required: ['items', 'next_cursor'],
-  properties: {
-    items: { type: 'array', items: storedMetricSchema, description: 'newest first: time_recorded, then id' },
-    next_cursor: {
-      type: ['string', 'null'],
-      description: 'pass as `cursor` for the next page; null on the last page',
-    },
+export const metricsPageSchema = allRequired({
+  items: { type: 'array', items: storedMetricSchema, description: 'newest first: time_recorded, then id' },
+  next_cursor: {
+    type: ['string', 'null'],
+    description: 'pass as `cursor` for the next page; null on the last page',
   },
-} as const;
+});
 
-export const summarySchema = {
-  type: 'object',
-  required: ['count', 'total_talked_time', 'average_voice_sentiment', 'microphone_share', 'speaker_share'],
-  properties: {
-    count,
-    total_talked_time: { type: 'number', description: 'seconds' },
-    average_voice_sentiment: { type: ['number', 'null'], description: 'over the rows with a sentiment' },
-    microphone_share: { type: ['number', 'null'], minimum: 0, maximum: 1, description: 'null without rows' },
-    speaker_share: { type: ['number', 'null'], minimum: 0, maximum: 1, description: 'null without rows' },
-  },
-} as const;
+export const summarySchema = allRequired({
+  count,
+  total_talked_time: { type: 'number', description: 'seconds' },
+  average_voice_sentiment: { type: ['number', 'null'], description: 'over the rows with a sentiment' },
+  microphone_share: { type: ['number', 'null'], minimum: 0, maximum: 1, description: 'null without rows' },
+  speaker_share: { type: ['number', 'null'], minimum: 0, maximum: 1, description: 'null without rows' },
+});
 
 const nullableNumber = <D extends string>(description: D) =>
   ({ type: ['number', 'null'], minimum: 0, description }) as const;
 
-export const statsPointSchema = {
-  type: 'object',
-  required: ['t', 'accepted_per_second', 'rejected_per_second', 'buffer_depth', 'flush_latency_ms'],
-  properties: {
-    t: { type: 'integer', description: 'end of the interval, epoch milliseconds' },
-    accepted_per_second: { type: 'number', minimum: 0 },
-    rejected_per_second: { type: 'number', minimum: 0 },
-    buffer_depth: count,
-    flush_latency_ms: nullableNumber('mean batch write time; null when none was written'),
-  },
-} as const;
+export const statsPointSchema = allRequired({
+  t: { type: 'integer', description: 'end of the interval, epoch milliseconds' },
+  accepted_per_second: { type: 'number', minimum: 0 },
+  rejected_per_second: { type: 'number', minimum: 0 },
+  buffer_depth: count,
+  flush_latency_ms: nullableNumber('mean batch write time; null when none was written'),
+});
 
 export const recentRejectionSchema = {
   type: 'object',
@@ -347,22 +305,8 @@ export const recentRejectionSchema = {
 } as const;
 
 export const statsSchema = {
-  type: 'object',
   description: 'What the status page at `/` shows. Totals are since the gateway started.',
-  required: [
-    'time',
-    'uptime_seconds',
-    'window_seconds',
-    'ingest',
-    'buffer',
-    'flush',
-    'totals',
-    'rejected_by_reason',
-    'recent_rejections',
-    'rejection_messages',
-    'history',
-  ],
-  properties: {
+  ...allRequired({
     time: timestamp,
     uptime_seconds: { type: 'number', minimum: 0 },
     window_seconds: {
@@ -370,50 +314,34 @@ export const statsSchema = {
       minimum: 0,
       description: 'rates and flush figures are over this many seconds up to `time` (5, less just after start-up)',
     },
-    ingest: {
-      type: 'object',
-      required: ['accepted_rows_per_second', 'rejected_rows_per_second', 'flushed_rows_per_second'],
-      properties: {
-        accepted_rows_per_second: nullableNumber('rows taken into the buffer; null just after start-up'),
-        rejected_rows_per_second: nullableNumber('rows refused, at the door or at flush time'),
-        flushed_rows_per_second: nullableNumber('rows written out by batches'),
-      },
-    },
-    buffer: {
-      type: 'object',
-      required: ['depth', 'capacity'],
-      properties: {
-        depth: { ...count, description: 'rows buffered or being written' },
-        capacity: { ...count, description: 'BUFFER_MAX_ROWS' },
-      },
-    },
-    flush: {
-      type: 'object',
-      required: ['mean_latency_ms', 'mean_batch_rows', 'batches'],
-      properties: {
-        mean_latency_ms: nullableNumber('mean time to write a batch in the window; null when none was written'),
-        mean_batch_rows: nullableNumber('mean rows per batch in the window'),
-        batches: { ...count, description: 'batches written since start-up' },
-      },
-    },
-    totals: {
-      type: 'object',
-      required: ['accepted_rows', 'rejected_rows', 'rejected_at_flush_rows', 'flushed_rows'],
-      properties: {
-        accepted_rows: count,
-        rejected_rows: { ...count, description: 'refused at the door' },
-        rejected_at_flush_rows: { ...count, description: 'accepted, then refused by PostgreSQL (rejected_metrics)' },
-        flushed_rows: count,
-      },
-    },
+    ingest: allRequired({
+      accepted_rows_per_second: nullableNumber('rows taken into the buffer; null just after start-up'),
+      rejected_rows_per_second: nullableNumber('rows refused, at the door or at flush time'),
+      flushed_rows_per_second: nullableNumber('rows written out by batches'),
+    }),
+    buffer: allRequired({
+      depth: { ...count, description: 'rows buffered or being written' },
+      capacity: { ...count, description: 'BUFFER_MAX_ROWS' },
+    }),
+    flush: allRequired({
+      mean_latency_ms: nullableNumber('mean time to write a batch in the window; null when none was written'),
+      mean_batch_rows: nullableNumber('mean rows per batch in the window'),
+      batches: { ...count, description: 'batches written since start-up' },
+    }),
+    totals: allRequired({
+      accepted_rows: count,
+      rejected_rows: { ...count, description: 'refused at the door' },
+      rejected_at_flush_rows: { ...count, description: 'accepted, then refused by PostgreSQL (rejected_metrics)' },
+      flushed_rows: count,
+    }),
     rejected_by_reason: {
       type: 'array',
       description: 'most frequent first',
-      items: {
-        type: 'object',
-        required: ['reason', 'at_door', 'at_flush'],
-        properties: { reason: { type: 'string', description: 'the error code' }, at_door: count, at_flush: count },
-      },
+      items: allRequired({
+        reason: { type: 'string', description: 'the error code' },
+        at_door: count,
+        at_flush: count,
+      }),
     },
     recent_rejections: {
       type: 'array',
@@ -427,23 +355,18 @@ export const statsSchema = {
       description:
         'with `AUTH_REQUIRED=true`, the messages (which can hold field names, ids and a piece of a line) need an admin key',
     },
-    history: {
-      type: 'object',
-      required: ['interval_seconds', 'points'],
-      properties: {
-        interval_seconds: { type: 'number' },
-        points: {
-          type: 'array',
-          description: 'one per interval, oldest first, for the last minute',
-          items: statsPointSchema,
-        },
+    history: allRequired({
+      interval_seconds: { type: 'number' },
+      points: {
+        type: 'array',
+        description: 'one per interval, oldest first, for the last minute',
+        items: statsPointSchema,
       },
-    },
-  },
+    }),
+  }),
 } as const;
 
-export const statusSchema = <S extends string>(status: S) =>
-  ({ type: 'object', required: ['status'], properties: { status: { type: 'string', const: status } } }) as const;
+export const statusSchema = <S extends string>(status: S) => allRequired({ status: { type: 'string', const: status } });
 
 /** The schemas by name, as the OpenAPI document's components; nested ones are referenced by name. */
 export const COMPONENTS: Readonly<Record<string, object>> = {

@@ -1,6 +1,17 @@
 import type { Metric } from './schema';
 
-export { COPY_COLUMNS } from '../contract/schemas';
+/** The columns of user_metrics that a COPY row carries, in the order encodeMetricRow writes them. */
+export const COPY_COLUMNS = [
+  'user_id',
+  'device_id',
+  'talked_time',
+  'microphone_used',
+  'speaker_used',
+  'voice_sentiment',
+  'time_recorded',
+  'event_id',
+  'received_at',
+] as const;
 
 const NEEDS_ESCAPE = /[\\\n\r\t]/;
 const ESCAPABLE = /[\\\n\r\t]/g;
