@@ -19,8 +19,8 @@ export function requirementOf(
   scope: Scope,
   config: Pick<Config, 'metricsAuthRequired' | 'docsAuthRequired'>,
 ): Requirement {
-  if (scope === 'metrics') return config.metricsAuthRequired ? 'ingest' : 'open';
-  if (scope === 'docs') return config.docsAuthRequired ? 'ingest' : 'open';
+  if (scope === 'metricsAuth') return config.metricsAuthRequired ? 'ingest' : 'open';
+  if (scope === 'docsAuth') return config.docsAuthRequired ? 'ingest' : 'open';
   return scope;
 }
 

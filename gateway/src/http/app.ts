@@ -14,7 +14,7 @@ import { bulkUploadLimit } from './bulk-upload-limit';
 import { docsRoutes } from './docs-routes';
 import { errorHandler, notFoundHandler } from './error-handler';
 import { healthRoutes, type ReadinessCheck } from './health-routes';
-import { counted, metricsRoutes } from './metrics-routes';
+import { counted, ingestRoutes } from './ingest-routes';
 import { prometheusRoutes } from './prometheus-routes';
 import { readRoutes } from './read-routes';
 import { noRequestDeadline, requestDeadline } from './request-deadline';
@@ -99,7 +99,7 @@ export function createApp(deps: AppDependencies): Express {
   mountRoutes(
     app,
     {
-      ...metricsRoutes(deps),
+      ...ingestRoutes(deps),
       ...healthRoutes(deps.readiness),
       prometheusMetrics: prometheusRoutes(deps.metricsRegistry),
       ...docsRoutes(),

@@ -3,9 +3,9 @@ import type { Operation } from './openapi';
 
 /**
  * Who may call a route: anyone, any valid key (`ingest` is the lesser scope), an admin key, or open
- * unless METRICS_AUTH_REQUIRED (`metrics`) or DOCS_AUTH_REQUIRED (`docs`) asks for any key.
+ * unless METRICS_AUTH_REQUIRED (`metricsAuth`) or DOCS_AUTH_REQUIRED (`docsAuth`) asks for any key.
  */
-export type Scope = 'open' | 'ingest' | 'admin' | 'metrics' | 'docs';
+export type Scope = 'open' | 'ingest' | 'admin' | 'metricsAuth' | 'docsAuth';
 
 /**
  * Everything about a route but its handler: app.ts attaches the behaviour each field asks for, and
@@ -153,7 +153,7 @@ export const ROUTES = {
   prometheusMetrics: {
     method: 'get',
     path: '/metrics',
-    scope: 'metrics',
+    scope: 'metricsAuth',
     quiet: true,
     summary: 'Prometheus metrics in the text exposition format',
     ok: {
@@ -166,7 +166,7 @@ export const ROUTES = {
   openApiDocument: {
     method: 'get',
     path: '/openapi.json',
-    scope: 'docs',
+    scope: 'docsAuth',
     summary: 'This document',
     ok: { 200: ['OpenAPI 3.1', 'object'] },
   },
@@ -184,7 +184,7 @@ export const ROUTES = {
     path: '/v1/stats',
     // The same figures as /metrics, so behind a key exactly when /metrics is; an admin key sent along
     // shows the rejection messages too.
-    scope: 'metrics',
+    scope: 'metricsAuth',
     keyOptional: true,
     // The status page polls it every second or two.
     quiet: true,
@@ -199,12 +199,12 @@ export const ROUTES = {
   docsPage: {
     method: 'get',
     path: ['/docs/', '/docs/index.html'],
-    scope: 'docs',
+    scope: 'docsAuth',
     summary: 'An interactive page for this document (Swagger UI, served locally)',
     ok: { 200: ['the page', 'text/html'] },
   },
-  docsScript: { method: 'get', path: '/docs/swagger-initializer.js', scope: 'docs' },
-  docsFiles: { method: 'get', path: '/docs', mount: true, scope: 'docs' },
+  docsScript: { method: 'get', path: '/docs/swagger-initializer.js', scope: 'docsAuth' },
+  docsFiles: { method: 'get', path: '/docs', mount: true, scope: 'docsAuth' },
 } as const satisfies Record<string, Route>;
 
 export type RouteName = keyof typeof ROUTES;

@@ -5,7 +5,7 @@ import { toAppError } from './error-handler';
 import type { RouteHandlers } from './routes';
 import { waitParam } from './wait-param';
 
-export interface MetricsRoutesOptions {
+export interface IngestRoutesOptions {
   readonly intake: MetricIntake;
   readonly bulkBodyLimits?: BodyLimits;
   /** Observes a single metric refused before it reaches the intake, which counts the rest. */
@@ -33,7 +33,7 @@ export function counted(step: RequestHandler, onRefused: IntakeOptions['onRefuse
 }
 
 /** POST /v1/metrics (its body parsed by the route's chain, app.ts) and POST /v1/metrics/bulk. */
-export function metricsRoutes({ intake, bulkBodyLimits }: MetricsRoutesOptions) {
+export function ingestRoutes({ intake, bulkBodyLimits }: IngestRoutesOptions) {
   return {
     postMetric: async (req, res) => {
       const result = await intake.acceptOne(req.body, waitParam(req));
