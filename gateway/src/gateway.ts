@@ -155,7 +155,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     readiness: readinessCheck(requestPool, await listMigrationNames()),
     metricMaxBytes: config.metricMaxBytes,
     requestDeadlineMs: config.requestDeadlineMs,
-    accessControl: access?.handler,
+    accessControl: access?.forRoute,
     bulkBodyLimits: {
       maxBytes: config.bulkMaxBytes,
       maxGzipRatio: config.bulkGzipMaxRatio,

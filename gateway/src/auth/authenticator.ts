@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { AppError } from '../errors';
+import { AppError } from '../contract/errors';
 import { hashApiKey, isWellFormedApiKey, type ApiKeyPrincipal } from './api-keys';
 import { ConcurrencyLimit } from './concurrency-limit';
 import type { RateDecision } from './rate-limiter';
@@ -86,20 +86,14 @@ export class ApiKeyAuthenticator {
         throw new AppError(
           'overloaded',
           'too many lookups of unknown API keys from this address (AUTH_LOOKUP_RATE_PER_ADDRESS); retry later',
-          [],
-          decision.retryAfterSeconds,
+          { retryAfterSeconds: decision.retryAfterSeconds },
         );
       }
     }
     if (this.lookups?.full === true) {
       // A valid key's re-check can wait for a quieter moment; its answer stands meanwhile.
       if (wasValid) return entry.principal;
-      throw new AppError(
-        'overloaded',
-        'too many API key lookups at once (AUTH_LOOKUP_CONCURRENCY); retry later',
-        [],
-        1,
-      );
+      throw new AppError('overloaded', 'too many API key lookups at once (AUTH_LOOKUP_CONCURRENCY); retry later');
     }
     return this.check(id, hash, entry);
   }

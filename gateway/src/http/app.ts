@@ -1,25 +1,27 @@
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express, type RequestHandler, type Response } from 'express';
 import type { Pool } from 'pg';
 import { pinoHttp } from 'pino-http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { IntakeOptions, MetricIntake } from '../ingest/intake';
 import type { ReferenceCache } from '../ingest/references';
-import { adminRoutes } from './admin-routes';
+import type { IngestStats } from '../telemetry/ingest-stats';
+import type { RecentRejections } from '../telemetry/recent-rejections';
+import type { RouteAccess } from './access-control';
 import { smallBodyDeadline } from './body-deadline';
+import { assertJson, type BodyLimits } from './body-source';
 import { bulkUploadLimit } from './bulk-upload-limit';
-import type { BodyLimits } from './body-source';
 import { docsRoutes } from './docs-routes';
 import { errorHandler, notFoundHandler } from './error-handler';
 import { healthRoutes, type ReadinessCheck } from './health-routes';
-import { metricsRoutes } from './metrics-routes';
+import { ingestRoutes, reportingRefusals } from './ingest-routes';
 import { prometheusRoutes } from './prometheus-routes';
 import { readRoutes } from './read-routes';
-import { requestDeadline } from './request-deadline';
+import { noRequestDeadline, requestDeadline } from './request-deadline';
+import { ROUTES, mountRoutes, type Route } from './routes';
 import { securityHeaders } from './security-headers';
 import { rejectionRecorder, statusRoutes } from './status-routes';
-import type { IngestStats } from '../telemetry/ingest-stats';
-import type { RecentRejections } from '../telemetry/recent-rejections';
+import { usersDevicesRoutes } from './users-devices-routes';
 
 export interface AppDependencies {
   readonly logger: Logger;
@@ -29,8 +31,8 @@ export interface AppDependencies {
   readonly references: ReferenceCache;
   readonly readiness: ReadinessCheck;
   readonly metricMaxBytes: number;
-  /** API key checks (access-control.ts), run before every route; none when AUTH_REQUIRED=false. */
-  readonly accessControl?: RequestHandler;
+  /** The API key check of a route (access-control.ts), put before it; none when AUTH_REQUIRED=false. */
+  readonly accessControl?: (route: RouteAccess) => RequestHandler;
   /** Limits on a bulk upload's body; none when unset. */
   readonly bulkBodyLimits?: BodyLimits;
   /** Bulk uploads in progress at once (BULK_MAX_CONCURRENT); 0 or unset: no limit. */
@@ -45,6 +47,11 @@ export interface AppDependencies {
   readonly status?: { readonly stats: IngestStats; readonly rejections: RecentRejections };
 }
 
+const requireJson: RequestHandler = (req, _res, next) => {
+  assertJson(req);
+  next();
+};
+
 /** The Express application, without a listening server. */
 export function createApp(deps: AppDependencies): Express {
   const app = express();
@@ -56,36 +63,63 @@ export function createApp(deps: AppDependencies): Express {
   app.use(
     pinoHttp({
       logger: deps.logger,
-      customLogLevel: (_req, res, error) => (error !== undefined || res.statusCode >= 500 ? 'error' : 'info'),
-      // The status page polls /v1/stats every second or two.
-      autoLogging: {
-        ignore: (req) =>
-          req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics' || req.url === '/v1/stats',
+      customLogLevel: (_req, res, error) => {
+        if ((res as unknown as Response).locals?.quiet === true) return 'silent';
+        return error !== undefined || res.statusCode >= 500 ? 'error' : 'info';
       },
     }),
   );
   if (deps.requestDeadlineMs !== undefined) app.use(requestDeadline(deps.requestDeadlineMs));
-  if (deps.accessControl !== undefined) app.use(deps.accessControl);
-  app.use(smallBodyDeadline(deps.bulkBodyLimits?.idleTimeoutMs ?? 0));
-  app.use(bulkUploadLimit(deps.bulkMaxConcurrent ?? 0));
-  // The ingest routes first: they take nearly all requests, and Express tries routers in order.
-  if (deps.status !== undefined) app.use(rejectionRecorder(deps.status.rejections));
-  app.use(
-    metricsRoutes({
-      intake: deps.intake,
-      metricMaxBytes: deps.metricMaxBytes,
-      bulkBodyLimits: deps.bulkBodyLimits,
-      onRefused: deps.onRefused,
-    }),
+
+  const quiet: RequestHandler = (_req, res, next) => {
+    res.locals.quiet = true;
+    next();
+  };
+  const bodyDeadline = smallBodyDeadline(deps.bulkBodyLimits?.idleTimeoutMs ?? 0);
+  const { accessControl: access, status } = deps;
+  /** The middleware that a route's declaration (routes.ts) asks for, in the order they run. */
+  const chainOf = (route: Route): RequestHandler[] => {
+    const bulk = route.body?.type === 'ndjson';
+    const chain: RequestHandler[] = [];
+    if (route.quiet) chain.push(quiet);
+    if (bulk) chain.push(noRequestDeadline);
+    if (access !== undefined) chain.push(access(route));
+    if (!bulk) chain.push(bodyDeadline);
+    if (bulk && (deps.bulkMaxConcurrent ?? 0) > 0) chain.push(bulkUploadLimit(deps.bulkMaxConcurrent ?? 0));
+    if (route.rejections !== undefined && status !== undefined) {
+      chain.push(rejectionRecorder(status.rejections, route.rejections));
+    }
+    if (route.body?.type === 'json') {
+      const parse = [requireJson, express.json({ limit: route.body.maxBytes ?? deps.metricMaxBytes, strict: false })];
+      // A metric refused before the intake sees it is counted here; the intake counts the rest.
+      chain.push(
+        ...(route.body.schema === 'Metric' ? parse.map((step) => reportingRefusals(step, deps.onRefused)) : parse),
+      );
+    }
+    return chain;
+  };
+  mountRoutes(
+    app,
+    {
+      ...ingestRoutes(deps),
+      ...healthRoutes(deps.readiness),
+      prometheusMetrics: prometheusRoutes(deps.metricsRegistry),
+      ...docsRoutes(),
+      ...(status === undefined ? {} : statusRoutes(status.stats, { clientContentOpen: access === undefined })),
+      ...usersDevicesRoutes(deps),
+      ...readRoutes(deps),
+    },
+    chainOf,
   );
-  app.use(healthRoutes(deps.readiness));
-  app.use(prometheusRoutes(deps.metricsRegistry));
-  app.use(docsRoutes());
-  if (deps.status !== undefined) {
-    app.use(statusRoutes(deps.status.stats, { clientContentOpen: deps.accessControl === undefined }));
+  if (access !== undefined) {
+    // A path that needs less than an admin key needs no more for another method or below it (a 404
+    // then); anything else no route took needs an admin key (default deny).
+    for (const route of Object.values(ROUTES) as Route[]) {
+      if (route.scope === 'admin' || route.scope === 'ingest') continue;
+      for (const path of [route.path].flat()) if (path !== '/') app.use(path, access(route));
+    }
+    app.use(access({ scope: 'admin' }));
   }
-  app.use(adminRoutes({ pool: deps.pool, references: deps.references }));
-  app.use(readRoutes({ pool: deps.pool }));
   app.use(notFoundHandler);
   app.use(errorHandler);
   return app;

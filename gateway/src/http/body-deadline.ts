@@ -1,9 +1,6 @@
 import type { Request, RequestHandler } from 'express';
-import { AppError } from '../errors';
+import { AppError } from '../contract/errors';
 import { sendError } from './error-handler';
-import { routePath } from './route-path';
-
-export const BULK_PATH = '/v1/metrics/bulk';
 
 /** Node marks a request without Content-Length or Transfer-Encoding (a GET) as having no body. */
 export function hasBody(req: Request): boolean {
@@ -14,11 +11,12 @@ export function hasBody(req: Request): boolean {
  * A small body (one metric, a user, a device) must arrive whole within `timeoutMs`, or the request gets
  * 408 and its connection is closed: a client sending a byte now and then cannot hold a connection.
  * Bulk bodies may stream for as long as they keep sending (their idle timeout is in body-source.ts),
- * which is why Node's whole-request timeout is off by default.
+ * which is why Node's whole-request timeout is off by default, and why app.ts puts this before every
+ * route but the bulk upload.
  */
 export function smallBodyDeadline(timeoutMs: number): RequestHandler {
   return (req, res, next) => {
-    if (timeoutMs === 0 || !hasBody(req) || req.complete || routePath(req.path) === BULK_PATH) {
+    if (timeoutMs === 0 || !hasBody(req) || req.complete) {
       next();
       return;
     }

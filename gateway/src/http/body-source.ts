@@ -2,7 +2,7 @@ import type { Request } from 'express';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
-import { AppError } from '../errors';
+import { AppError } from '../contract/errors';
 
 const NDJSON_TYPES = ['application/x-ndjson', 'application/ndjson'];
 

@@ -1,7 +1,5 @@
 import type { RequestHandler } from 'express';
-import { AppError } from '../errors';
-import { BULK_PATH } from './body-deadline';
-import { routePath } from './route-path';
+import { AppError } from '../contract/errors';
 
 /**
  * At most `maxConcurrent` bulk uploads in progress at once (0: no limit); the next is answered 429
@@ -12,13 +10,11 @@ import { routePath } from './route-path';
 export function bulkUploadLimit(maxConcurrent: number): RequestHandler {
   let inProgress = 0;
   return (req, res, next) => {
-    if (maxConcurrent === 0 || req.method !== 'POST' || routePath(req.path) !== BULK_PATH) return next();
+    if (maxConcurrent === 0) return next();
     if (inProgress >= maxConcurrent) {
       throw new AppError(
         'overloaded',
         `${maxConcurrent} bulk uploads are in progress (BULK_MAX_CONCURRENT); retry later`,
-        [],
-        1,
       );
     }
     inProgress++;

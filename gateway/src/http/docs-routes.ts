@@ -1,6 +1,7 @@
-import express, { Router } from 'express';
+import express from 'express';
 import path from 'node:path';
 import { buildOpenApiDocument } from './openapi';
+import type { RouteHandlers } from './routes';
 import { pageSecurityPolicy } from './security-headers';
 
 // The package's main module loads the whole bundle into Node; only its folder is needed.
@@ -38,30 +39,30 @@ const DOCS_SCRIPT = `window.addEventListener('load', function () {
 `;
 
 /** GET /openapi.json and the interactive page at GET /docs. */
-export function docsRoutes(): Router {
-  const router = Router();
+export function docsRoutes() {
   const document = buildOpenApiDocument();
-
-  router.get('/openapi.json', (_req, res) => {
-    res.json(document);
-  });
-
-  // strict routing is off, so '/docs/' matches /docs too: send that to /docs/ for the relative paths.
-  router.get(['/docs/', '/docs/index.html'], pageSecurityPolicy(), (req, res) => {
-    if (req.path === '/docs') {
-      // Relative, so that /prefix/docs goes to /prefix/docs/ behind a proxy. The query is cut from the
-      // target as sent: `new URL` would throw on an absolute-form target such as http://x:99999/docs.
-      const query = req.originalUrl.indexOf('?');
-      res.redirect(301, `docs/${query === -1 ? '' : req.originalUrl.slice(query)}`);
-      return;
-    }
-    res.type('html').send(DOCS_PAGE);
-  });
-  // Replaces the package's own initializer, which points at a demo API on the internet.
-  router.get('/docs/swagger-initializer.js', (_req, res) => {
-    res.type('js').send(DOCS_SCRIPT);
-  });
-  router.use('/docs', express.static(SWAGGER_UI_DIR, { index: false, redirect: false, maxAge: '1h' }));
-
-  return router;
+  return {
+    openApiDocument: (_req, res) => {
+      res.json(document);
+    },
+    // GET /docs comes here too: send it to /docs/ for the relative paths.
+    docsPage: [
+      pageSecurityPolicy(),
+      (req, res) => {
+        if (req.path === '/docs') {
+          // Relative, so that /prefix/docs goes to /prefix/docs/ behind a proxy. The query is cut from the
+          // target as sent: `new URL` would throw on an absolute-form target such as http://x:99999/docs.
+          const query = req.originalUrl.indexOf('?');
+          res.redirect(301, `docs/${query === -1 ? '' : req.originalUrl.slice(query)}`);
+          return;
+        }
+        res.type('html').send(DOCS_PAGE);
+      },
+    ],
+    // Replaces the package's own initializer, which points at a demo API on the internet.
+    docsScript: (_req, res) => {
+      res.type('js').send(DOCS_SCRIPT);
+    },
+    docsFiles: express.static(SWAGGER_UI_DIR, { index: false, redirect: false, maxAge: '1h' }),
+  } satisfies RouteHandlers;
 }

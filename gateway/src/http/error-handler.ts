@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
-import { AppError, ERROR_CODES, coerceError, type ErrorCode } from '../errors';
+import { AppError, codesWithStatus, coerceError, type ErrorCode } from '../contract/errors';
 import { isDatabaseUnavailable } from '../db/sqlstate';
 import { ReferencesUnchecked } from '../ingest/references';
 
@@ -25,17 +25,12 @@ export function toAppError(thrown: unknown): AppError {
     );
   }
   if (thrown instanceof ReferencesUnchecked) {
-    return new AppError('unavailable', `${thrown.message}; retry later`, [], 5, { cause: thrown });
+    return new AppError('unavailable', `${thrown.message}; retry later`, { cause: thrown });
   }
   if (isDatabaseUnavailable(thrown)) {
-    return new AppError('unavailable', undefined, [], 5, { cause: thrown });
+    return new AppError('unavailable', undefined, { cause: thrown });
   }
   return clientError(thrown) ?? coerceError(thrown);
-}
-
-/** The first code in the registry with `status`, for a library's own 4xx. */
-function codeForStatus(status: number): ErrorCode | undefined {
-  return (Object.keys(ERROR_CODES) as ErrorCode[]).find((code) => ERROR_CODES[code].status === status);
 }
 
 /**
@@ -55,12 +50,12 @@ function clientError(thrown: unknown): AppError | undefined {
   const status = (thrown as { status?: unknown } | null)?.status;
   if (typeof status !== 'number' || status < 400 || status > 499) return undefined;
   if (thrown instanceof URIError) {
-    return new AppError('validation_failed', 'the path is not valid percent-encoded UTF-8', [
-      { path: '/params', message },
-    ]);
+    return new AppError('validation_failed', 'the path is not valid percent-encoded UTF-8', {
+      details: [{ path: '/params', message }],
+    });
   }
   if (status === 400) return new AppError('invalid_json', `the body could not be decoded: ${message}`);
-  return new AppError(codeForStatus(status) ?? 'validation_failed', message);
+  return new AppError(codesWithStatus(status)[0] ?? 'validation_failed', message);
 }
 
 export function sendError(res: Response, error: AppError): void {

@@ -1,55 +1,10 @@
-import Ajv2020, { type ErrorObject } from 'ajv/dist/2020';
+import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020';
 import type { Request } from 'express';
-import { AppError, type ErrorDetail } from '../errors';
+import { AppError, type ErrorDetail } from '../contract/errors';
+import { ajv } from '../contract/json-schema';
+import { userMetricsQuerySchema, userSummaryQuerySchema } from '../contract/schemas';
 import { parseRfc3339 } from '../ingest/time';
 import { decodePageCursor, type PageCursor } from './page-cursor';
-
-const PAGE_LIMIT_DEFAULT = 100;
-const PAGE_LIMIT_MAX = 1000;
-
-const from = {
-  type: 'string',
-  format: 'rfc3339-instant',
-  description: 'only rows with time_recorded at or after this instant (RFC 3339 with Z or an offset)',
-} as const;
-const to = {
-  type: 'string',
-  format: 'rfc3339-instant',
-  description: 'only rows with time_recorded before this instant (RFC 3339 with Z or an offset)',
-} as const;
-
-/**
- * The query parameters of the read endpoints, as JSON Schemas: requests are validated with them, and
- * the OpenAPI document lists them.
- */
-export const userMetricsQuerySchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    from,
-    to,
-    limit: {
-      type: 'integer',
-      minimum: 1,
-      maximum: PAGE_LIMIT_MAX,
-      default: PAGE_LIMIT_DEFAULT,
-      description: 'rows per page',
-    },
-    cursor: {
-      type: 'string',
-      minLength: 1,
-      maxLength: 200,
-      pattern: '^[A-Za-z0-9_-]+$',
-      description: 'next_cursor of the previous page, to read the page after it (with the same from and to)',
-    },
-  },
-} as const;
-
-export const userSummaryQuerySchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: { from, to },
-} as const;
 
 export interface TimeRange {
   /** Inclusive lower bound, RFC 3339. */
@@ -63,9 +18,6 @@ export interface UserMetricsQuery extends TimeRange {
   readonly after?: PageCursor;
 }
 
-// Query strings are text: this instance turns "100" into 100 before checking that it is an integer.
-const ajv = new Ajv2020({ allErrors: true, strict: true, coerceTypes: true, useDefaults: true });
-ajv.addFormat('rfc3339-instant', { type: 'string', validate: (text: string) => parseRfc3339(text) !== undefined });
 const compiledMetricsQuery = ajv.compile<{ from?: string; to?: string; limit: number; cursor?: string }>(
   userMetricsQuerySchema,
 );
@@ -76,18 +28,48 @@ function describe(error: ErrorObject): ErrorDetail {
     return { path: `/query/${String(error.params.additionalProperty)}`, message: 'is not a known parameter' };
   }
   if (error.keyword === 'format') {
-    return { path: `/query${error.instancePath}`, message: 'must be an RFC 3339 timestamp with Z or an offset' };
+    return { path: `/query${error.instancePath}`, message: FORMAT_MESSAGE };
   }
   return { path: `/query${error.instancePath}`, message: error.message ?? 'is invalid' };
 }
 
 function invalid(details: ErrorDetail[]): AppError {
-  return new AppError('validation_failed', 'the query parameters are not valid', details);
+  return new AppError('validation_failed', 'the query parameters are not valid', { details });
 }
 
-/** A copy of the query: ajv coerces and fills in defaults in place, and req.query is Express's own. */
-function queryOf(req: Request): Record<string, unknown> {
-  return { ...(req.query as Record<string, unknown>) };
+type QuerySchema = {
+  readonly properties: Readonly<Record<string, { readonly type: string; readonly default?: unknown }>>;
+};
+
+/**
+ * A copy of the query (req.query is Express's own) as its schema reads it: query strings are text,
+ * so "100" becomes 100 where an integer is wanted, and a missing parameter takes its default.
+ */
+function queryOf(req: Request, schema: QuerySchema): Record<string, unknown> {
+  const query: Record<string, unknown> = { ...(req.query as Record<string, unknown>) };
+  for (const [name, property] of Object.entries(schema.properties)) {
+    const value = query[name];
+    if (value === undefined && property.default !== undefined) query[name] = property.default;
+    else if (property.type === 'integer' && typeof value === 'string' && value !== '' && !Number.isNaN(Number(value))) {
+      query[name] = Number(value);
+    }
+  }
+  return query;
+}
+
+const FORMAT_MESSAGE = 'must be an RFC 3339 timestamp with Z or an offset';
+
+/** Refuses a query that its schema refuses, or whose bounds are not real calendar instants. */
+function check<T extends TimeRange>(validate: ValidateFunction<T>, query: Record<string, unknown>): T {
+  // The schema's format checks the form of from and to only.
+  const calendar = (['from', 'to'] as const)
+    .filter((name) => typeof query[name] === 'string' && parseRfc3339(query[name]) === undefined)
+    .map((name) => ({ path: `/query/${name}`, message: FORMAT_MESSAGE }));
+  const valid = validate(query);
+  const formErrors = valid ? [] : (validate.errors ?? []).map(describe);
+  const details = [...calendar.filter((c) => !formErrors.some((f) => f.path === c.path)), ...formErrors];
+  if (!valid || details.length > 0) throw invalid(details);
+  return query as T;
 }
 
 /** The bounds as PostgreSQL reads them (upper-case T and Z); refuses from after to. */
@@ -102,8 +84,7 @@ function checkedRange(query: TimeRange): TimeRange {
 }
 
 export function userMetricsQuery(req: Request): UserMetricsQuery {
-  const query = queryOf(req);
-  if (!compiledMetricsQuery(query)) throw invalid((compiledMetricsQuery.errors ?? []).map(describe));
+  const query = check(compiledMetricsQuery, queryOf(req, userMetricsQuerySchema));
   const range = checkedRange(query);
   let after: PageCursor | undefined;
   if (query.cursor !== undefined) {
@@ -114,7 +95,5 @@ export function userMetricsQuery(req: Request): UserMetricsQuery {
 }
 
 export function userSummaryQuery(req: Request): TimeRange {
-  const query = queryOf(req);
-  if (!compiledSummaryQuery(query)) throw invalid((compiledSummaryQuery.errors ?? []).map(describe));
-  return checkedRange(query);
+  return checkedRange(check(compiledSummaryQuery, queryOf(req, userSummaryQuerySchema)));
 }

@@ -1,8 +1,7 @@
 import type { RequestHandler } from 'express';
-import { AppError } from '../errors';
-import { BULK_PATH, hasBody } from './body-deadline';
+import { AppError } from '../contract/errors';
+import { hasBody } from './body-deadline';
 import { sendError } from './error-handler';
-import { routePath } from './route-path';
 
 /** How often a request past its deadline is looked at again while its body is still arriving. */
 const BODY_RECHECK_MS = 250;
@@ -13,14 +12,11 @@ const BODY_RECHECK_MS = 250;
  * finish; its late answer is dropped (error-handler.ts). A request whose small body is still arriving
  * is the client's delay, not ours: it is left to its body deadline (body-deadline.ts, 408), and
  * answered here only once the body is whole. Bulk uploads stream for as long as their body arrives
- * and are exempt; each of their database calls is bounded all the same.
+ * and are exempt (noRequestDeadline, which their route puts first); each of their database calls is
+ * bounded all the same.
  */
 export function requestDeadline(deadlineMs: number): RequestHandler {
   return (req, res, next) => {
-    if (routePath(req.path) === BULK_PATH) {
-      next();
-      return;
-    }
     const bodyExpected = hasBody(req);
     let timer: NodeJS.Timeout;
     const expire = (): void => {
@@ -31,13 +27,20 @@ export function requestDeadline(deadlineMs: number): RequestHandler {
       }
       sendError(
         res,
-        new AppError('unavailable', `the request could not be answered within ${deadlineMs} ms; retry later`, [], 5),
+        new AppError('unavailable', `the request could not be answered within ${deadlineMs} ms; retry later`),
       );
     };
     timer = setTimeout(expire, deadlineMs);
     const clear = (): void => clearTimeout(timer);
+    res.locals.clearRequestDeadline = clear;
     res.once('finish', clear);
     res.once('close', clear);
     next();
   };
 }
+
+/** Lifts the request deadline from the route that this is put first on (the bulk upload). */
+export const noRequestDeadline: RequestHandler = (_req, res, next) => {
+  (res.locals.clearRequestDeadline as (() => void) | undefined)?.();
+  next();
+};

@@ -1,11 +1,10 @@
-import express, { Router, type RequestHandler, type Response } from 'express';
+import express, { type RequestHandler, type Response } from 'express';
 import path from 'node:path';
-import type { ErrorDetail } from '../errors';
+import type { ErrorDetail } from '../contract/errors';
 import { PROJECT_ROOT } from '../paths';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejection, RecentRejections } from '../telemetry/recent-rejections';
 import { principalOf } from './access-control';
-import { routePath } from './route-path';
 import { pageSecurityPolicy } from './security-headers';
 
 /** The page's files, in the repository (found from dist/ too, and in the Docker image). */
@@ -20,31 +19,26 @@ export interface StatusRoutesOptions {
 }
 
 /** GET / (the live status page), its files under /status/, and GET /v1/stats (what it shows). */
-export function statusRoutes(stats: IngestStats, { clientContentOpen }: StatusRoutesOptions): Router {
-  const router = Router();
-
+export function statusRoutes(stats: IngestStats, { clientContentOpen }: StatusRoutesOptions) {
   // The page loads only its own files and asks only this gateway: no CDN, no inline script.
   const pagePolicy = pageSecurityPolicy();
-  router.get('/', pagePolicy, (_req, res) => {
+  const statusPage: RequestHandler = (_req, res) => {
     res.setHeader('Cache-Control', 'no-cache');
     res.sendFile(path.join(STATUS_PAGE_DIR, 'index.html'));
-  });
-  router.use('/status', pagePolicy, express.static(STATUS_PAGE_DIR, { index: false, redirect: false }));
-  router.get('/v1/stats', async (_req, res) => {
+  };
+  const statsHandler: RequestHandler = async (_req, res) => {
     const snapshot = await stats.snapshot({ withMessages: clientContentOpen || principalOf(res)?.scope === 'admin' });
     res.setHeader('Cache-Control', 'no-store');
     res.json(snapshot);
-  });
-
-  return router;
+  };
+  return {
+    statusPage: [pagePolicy, statusPage],
+    statusFiles: [pagePolicy, express.static(STATUS_PAGE_DIR, { index: false, redirect: false })],
+    stats: statsHandler,
+  };
 }
 
 // ---- What the ingest endpoints refused, for the page's list of recent rejections ----
-
-const INGEST_ENDPOINTS: Readonly<Record<string, RecentRejection['endpoint']>> = {
-  '/v1/metrics': 'single',
-  '/v1/metrics/bulk': 'bulk',
-};
 
 interface LineErrorBody {
   readonly line?: unknown;
@@ -99,15 +93,13 @@ export function rejectionsIn(
 }
 
 /**
- * Notes the refusals in the answers of the ingest endpoints, as the client was told them, in
+ * Notes the refusals in the answers of an ingest endpoint, as the client was told them, in
  * `rejections`. It observes answers (res.json) rather than the intake, so that every refusal, from a
  * body that is not JSON to a row refused at flush time, is shown the way the client saw it; the
  * counts by reason come from the Prometheus counters instead.
  */
-export function rejectionRecorder(rejections: RecentRejections): RequestHandler {
+export function rejectionRecorder(rejections: RecentRejections, endpoint: RecentRejection['endpoint']): RequestHandler {
   return (req, res, next) => {
-    const endpoint = req.method === 'POST' ? INGEST_ENDPOINTS[routePath(req.path)] : undefined;
-    if (endpoint === undefined) return next();
     const json = res.json.bind(res) as Response['json'];
     res.json = (body: unknown) => {
       try {

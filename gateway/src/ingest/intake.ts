@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { AppError, type ErrorCode, type ErrorDetail } from '../errors';
+import { AppError, type ErrorCode, type ErrorDetail } from '../contract/errors';
 import { isDatabaseUnavailable } from '../db/sqlstate';
 import { SpoolFull, type Spool } from '../spool/spool';
 import type { Batcher } from './batcher';
@@ -8,10 +8,7 @@ import { NdjsonLineSplitter, type BadLineReason, type LineSink } from './ndjson'
 import type { MissingReferences, ReferenceCache } from './references';
 import { MAX_DETAIL_TEXT_CHARS, boundedText, checkMetric, type Metric } from './schema';
 import { IngestTicket } from './ticket';
-
-export const MAX_LISTED_ERRORS = 1000;
-/** The refused lines an answer lists take at most about this many bytes of JSON. */
-export const MAX_LISTED_ERRORS_BYTES = 256 * 1024;
+import { MAX_LISTED_ERRORS, MAX_LISTED_ERRORS_BYTES } from '../contract/schemas';
 
 /** Which endpoint rows came in through, for Prometheus and the status page. */
 export type IntakeEndpoint = 'single' | 'bulk';
@@ -81,12 +78,14 @@ export class PartialUploadError extends AppError {
       cause.code,
       `${cause.message}; ${progress.accepted} rows are stored, send again from line ${progress.resend_from_line}` +
         (progress.pending > 0 ? ` (${progress.pending} rows from there on may still be stored later)` : ''),
-      [
-        ...cause.details,
-        { path: '', message: 'lines from here on must be sent again', line: progress.resend_from_line },
-      ],
-      cause.retryAfterSeconds,
-      { cause },
+      {
+        details: [
+          ...cause.details,
+          { path: '', message: 'lines from here on must be sent again', line: progress.resend_from_line },
+        ],
+        retryAfterSeconds: cause.retryAfterSeconds,
+        cause,
+      },
     );
   }
 
@@ -101,8 +100,6 @@ function notCommittedInTime(rows: number): AppError {
     'unavailable',
     `${rows === 1 ? 'the metric was' : `${rows} rows were`} not committed: writing made no progress ` +
       'within ACK_TIMEOUT_MS; retry (with event_id to stay idempotent)',
-    [],
-    5,
   );
 }
 
@@ -135,11 +132,11 @@ async function spoolRows(spool: Spool, rows: readonly string[]): Promise<void> {
     await spool.append(rows);
   } catch (error) {
     if (error instanceof SpoolFull) {
-      throw new AppError('overloaded', `${error.message}: the database is not keeping up; retry later`, [], 5);
+      throw new AppError('overloaded', `${error.message}: the database is not keeping up; retry later`, {
+        retryAfterSeconds: 5,
+      });
     }
-    throw new AppError('unavailable', 'the rows could not be written to the spool; retry later', [], 5, {
-      cause: error,
-    });
+    throw new AppError('unavailable', 'the rows could not be written to the spool; retry later', { cause: error });
   }
 }
 
@@ -152,19 +149,23 @@ export class MetricIntake {
     const check = checkMetric(body, Date.now());
     if (!check.ok) {
       this.options.onRefused?.(1, 'validation_failed', 'single');
-      throw new AppError('validation_failed', 'the metric does not match the schema', check.details);
+      throw new AppError('validation_failed', 'the metric does not match the schema', {
+        details: check.details,
+      });
     }
     const { metric, timeRecorded } = check;
     const missing = await this.findMissing([metric.user_id], metric.device_id == null ? [] : [metric.device_id], ack);
     const unknown = referenceDetails(metric, missing);
     if (unknown.length > 0) {
       this.options.onRefused?.(1, 'unknown_reference', 'single');
-      throw new AppError('unknown_reference', 'the metric names a user or device that does not exist', unknown);
+      throw new AppError('unknown_reference', 'the metric names a user or device that does not exist', {
+        details: unknown,
+      });
     }
     const spooled = ack === 'queued' && spool !== undefined;
     if (!spooled && !batcher.hasRoom(1)) {
       this.options.onRefused?.(1, 'overloaded', 'single');
-      throw new AppError('overloaded', 'the buffer is full; retry later', [], 1);
+      throw new AppError('overloaded', 'the buffer is full; retry later');
     }
     const receivedAtMs = Date.now();
     const row = encodeMetricRow(metric, timeRecorded, new Date(receivedAtMs).toISOString());
@@ -355,8 +356,7 @@ class BulkUpload implements LineSink {
       throw new AppError(
         'overloaded',
         `the buffer stayed full for ${bulkBackpressureTimeoutMs} ms (BULK_BACKPRESSURE_TIMEOUT_MS)`,
-        [],
-        5,
+        { retryAfterSeconds: 5 },
       );
     }
     if (this.ticket === undefined) this.rowsTaken += rows.length;
@@ -432,7 +432,7 @@ class BulkUpload implements LineSink {
 }
 
 function unavailable(cause: unknown): AppError {
-  return new AppError('unavailable', undefined, [], 5, { cause });
+  return new AppError('unavailable', undefined, { cause });
 }
 
 /** The refused lines an answer lists: the first MAX_LISTED_ERRORS, within MAX_LISTED_ERRORS_BYTES. */

@@ -1,125 +1,22 @@
-import Ajv2020, { type ErrorObject } from 'ajv/dist/2020';
-import type { ErrorDetail } from '../errors';
-import { EARLIEST_EPOCH_MS, checkTimeRecorded, looksLikeRfc3339 } from './time';
+import type { ErrorObject } from 'ajv/dist/2020';
+import type { ErrorDetail } from '../contract/errors';
+import { ajv } from '../contract/json-schema';
+import {
+  metricSchema,
+  newDeviceSchema,
+  newUserSchema,
+  type Metric,
+  type NewDevice,
+  type NewUser,
+} from '../contract/schemas';
+import { checkTimeRecorded } from './time';
 
-/** A metric as clients send it (snake_case, exactly the contract's fields). */
-export interface Metric {
-  user_id: number;
-  device_id?: string | null;
-  talked_time: number;
-  microphone_used: boolean;
-  speaker_used: boolean;
-  voice_sentiment?: number | null;
-  time_recorded: string | number;
-  event_id?: string;
-}
-
-export interface NewUser {
-  name: string;
-  age?: number | null;
-}
-
-export interface NewDevice {
-  id: string;
-  type?: string | null;
-  name?: string | null;
-}
-
-const INT4_MAX = 2_147_483_647;
-
-/** A recording is at most one day long: `talked_time` is seconds in [0, TALKED_TIME_MAX_SECONDS]. */
-export const TALKED_TIME_MAX_SECONDS = 86_400;
-/** A voice sentiment is a score from -1 (negative) to 1 (positive). */
-export const VOICE_SENTIMENT_MIN = -1;
-export const VOICE_SENTIMENT_MAX = 1;
+export type { Metric } from '../contract/schemas';
 
 /** At most this many details for one metric (or user or device body); the last then says how many more there were. */
 export const MAX_DETAILS_PER_METRIC = 10;
 /** A detail's path and message are cut to this many characters: unknown field names come from the client. */
 export const MAX_DETAIL_TEXT_CHARS = 200;
-
-// PostgreSQL text cannot hold NUL, and an unpaired UTF-16 surrogate cannot be encoded as UTF-8:
-// both would fail a whole COPY batch or silently change the value, so they are refused here.
-const storableText = { 'x-storable-text': true } as const;
-
-/** The JSON Schemas that requests are validated with; the OpenAPI document is built from them too. */
-export const metricSchema = {
-  $id: 'Metric',
-  title: 'Metric',
-  description: 'One voice-session metric from a device.',
-  type: 'object',
-  additionalProperties: false,
-  required: ['user_id', 'talked_time', 'microphone_used', 'speaker_used', 'time_recorded'],
-  properties: {
-    user_id: { type: 'integer', minimum: 1, maximum: INT4_MAX, description: 'an existing user' },
-    device_id: {
-      type: ['string', 'null'],
-      minLength: 1,
-      maxLength: 255,
-      ...storableText,
-      description: 'an existing device, when present',
-    },
-    talked_time: {
-      type: 'number',
-      minimum: 0,
-      maximum: TALKED_TIME_MAX_SECONDS,
-      description: 'seconds of recording, at most one day',
-    },
-    microphone_used: { type: 'boolean' },
-    speaker_used: { type: 'boolean' },
-    voice_sentiment: {
-      type: ['number', 'null'],
-      minimum: VOICE_SENTIMENT_MIN,
-      maximum: VOICE_SENTIMENT_MAX,
-      description: 'a score from -1 (negative) to 1 (positive)',
-    },
-    time_recorded: {
-      type: ['string', 'integer'],
-      format: 'rfc3339-instant',
-      minimum: EARLIEST_EPOCH_MS,
-      description: 'RFC 3339 with offset or Z, or epoch milliseconds; at most 24 h in the future',
-    },
-    event_id: {
-      type: 'string',
-      // The form PostgreSQL's uuid type reads; ajv-formats' "uuid" also allows a "urn:uuid:" prefix.
-      pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
-      description: 'idempotency key (a UUID), unique per user',
-    },
-  },
-} as const;
-
-export const newUserSchema = {
-  $id: 'NewUser',
-  type: 'object',
-  additionalProperties: false,
-  required: ['name'],
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 200, ...storableText },
-    age: { type: ['integer', 'null'], minimum: 0, maximum: 150 },
-  },
-} as const;
-
-export const newDeviceSchema = {
-  $id: 'NewDevice',
-  type: 'object',
-  additionalProperties: false,
-  required: ['id'],
-  properties: {
-    id: { type: 'string', minLength: 1, maxLength: 255, ...storableText },
-    type: { type: ['string', 'null'], maxLength: 255, ...storableText },
-    name: { type: ['string', 'null'], maxLength: 255, ...storableText },
-  },
-} as const;
-
-const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
-ajv.addFormat('rfc3339-instant', { type: 'string', validate: looksLikeRfc3339 });
-ajv.addKeyword({
-  keyword: 'x-storable-text',
-  type: 'string',
-  schemaType: 'boolean',
-  errors: false,
-  validate: (_enabled: boolean, data: string) => !data.includes('\u0000') && data.isWellFormed(),
-});
 
 const compiledMetric = ajv.compile<Metric>(metricSchema);
 const compiledUser = ajv.compile<NewUser>(newUserSchema);

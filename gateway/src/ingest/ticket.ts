@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../errors';
+import type { ErrorCode } from '../contract/errors';
 
 /** A row that PostgreSQL refused at flush time, reported to the request that sent it. */
 export interface RowRejection {

@@ -2,22 +2,15 @@
  * `time_recorded` arrives as an RFC 3339 string with an offset or as integer epoch milliseconds.
  * Both are checked here to be a real calendar instant that PostgreSQL stores as given.
  */
+import { EARLIEST_EPOCH_MS, RFC3339 } from '../contract/json-schema';
 
-// 0001-01-01T00:00:00Z: PostgreSQL has no year 0, and older instants are surely client bugs.
-export const EARLIEST_EPOCH_MS = -62_135_596_800_000;
 export const MAX_FUTURE_MS = 24 * 60 * 60 * 1000;
 
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 function daysInMonth(year: number, month: number): number {
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   return month === 2 && leap ? 29 : (DAYS_IN_MONTH[month - 1] as number);
-}
-
-/** The shape of an RFC 3339 timestamp with an offset; the JSON Schema format checks only this. */
-export function looksLikeRfc3339(text: string): boolean {
-  return RFC3339.test(text);
 }
 
 /** Epoch milliseconds of an RFC 3339 timestamp, or undefined if it is not one or not a real date. */

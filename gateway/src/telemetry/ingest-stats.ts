@@ -1,5 +1,6 @@
 import type { BufferGauge, IngestTotals } from './prometheus';
-import type { RecentRejection, RecentRejections, RejectionSummary } from './recent-rejections';
+import type { StatsPoint, StatsSnapshot } from '../contract/schemas';
+import type { RecentRejections } from './recent-rejections';
 
 /** The totals at one moment, plus the buffer's depth then. */
 interface Sample {
@@ -10,48 +11,6 @@ interface Sample {
   readonly batches: number;
   readonly flushSeconds: number;
   readonly depth: number;
-}
-
-/** One point of the status page's chart: the second that ended at `t`. */
-export interface StatsPoint {
-  /** Epoch milliseconds. */
-  readonly t: number;
-  readonly accepted_per_second: number;
-  readonly rejected_per_second: number;
-  readonly buffer_depth: number;
-  /** Mean time to write a batch during that second; null when none was written. */
-  readonly flush_latency_ms: number | null;
-}
-
-/** The body of GET /v1/stats. */
-export interface StatsSnapshot {
-  readonly time: string;
-  readonly uptime_seconds: number;
-  /** Rates and flush figures are over this many seconds up to `time` (less just after start-up). */
-  readonly window_seconds: number;
-  readonly ingest: {
-    readonly accepted_rows_per_second: number | null;
-    readonly rejected_rows_per_second: number | null;
-    readonly flushed_rows_per_second: number | null;
-  };
-  readonly buffer: { readonly depth: number; readonly capacity: number };
-  readonly flush: {
-    readonly mean_latency_ms: number | null;
-    readonly mean_batch_rows: number | null;
-    readonly batches: number;
-  };
-  readonly totals: {
-    readonly accepted_rows: number;
-    readonly rejected_rows: number;
-    readonly rejected_at_flush_rows: number;
-    readonly flushed_rows: number;
-  };
-  readonly rejected_by_reason: readonly { reason: string; at_door: number; at_flush: number }[];
-  /** With messages only when `rejection_messages` is 'shown'. */
-  readonly recent_rejections: readonly (RecentRejection | RejectionSummary)[];
-  /** Whether `recent_rejections` carry their messages, which need an admin key when keys are required. */
-  readonly rejection_messages: 'shown' | 'need_admin_key';
-  readonly history: { readonly interval_seconds: number; readonly points: readonly StatsPoint[] };
 }
 
 export interface IngestStatsOptions {

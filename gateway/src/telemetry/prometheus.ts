@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ErrorCode } from '../errors';
+import type { ErrorCode } from '../contract/errors';
 import type { BatcherObserver } from '../ingest/batcher';
 import type { IntakeEndpoint } from '../ingest/intake';
 

@@ -20,8 +20,7 @@ export interface RecentRejection {
  */
 export type RejectionSummary = Omit<RecentRejection, 'message'>;
 
-export const RECENT_REJECTIONS = 20;
-export const MESSAGE_MAX_CHARS = 200;
+import { MESSAGE_MAX_CHARS, RECENT_REJECTIONS } from '../contract/schemas';
 
 /** Cuts a message to `max` characters (code points), marking the cut. */
 export function shortMessage(message: string, max = MESSAGE_MAX_CHARS): string {

@@ -1,5 +1,5 @@
 import { gzipSync } from 'node:zlib';
-import { MAX_LISTED_ERRORS_BYTES } from '../../src/ingest/intake';
+import { MAX_LISTED_ERRORS_BYTES } from '../../src/contract/schemas';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postNdjson, startTestGateway } from '../helpers/gateway';
 

@@ -1,9 +1,10 @@
 import { compileErrors, validate } from '@readme/openapi-parser';
 import Ajv2020 from 'ajv/dist/2020';
 import type { Express } from 'express';
-import { ERROR_CODES } from '../../src/errors';
+import { ERROR_CODES } from '../../src/contract/errors';
 import { toOpenApiSchema } from '../../src/http/openapi';
-import { metricSchema, newDeviceSchema, newUserSchema, checkMetric } from '../../src/ingest/schema';
+import { metricSchema, newDeviceSchema, newUserSchema } from '../../src/contract/schemas';
+import { checkMetric } from '../../src/ingest/schema';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { request, startTestGateway } from '../helpers/gateway';
 

@@ -1,5 +1,6 @@
 import { DatabaseError } from 'pg';
-import { MAX_DETAILS_PER_METRIC, TALKED_TIME_MAX_SECONDS } from '../../src/ingest/schema';
+import { TALKED_TIME_MAX_SECONDS } from '../../src/contract/schemas';
+import { MAX_DETAILS_PER_METRIC } from '../../src/ingest/schema';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, request, startTestGateway } from '../helpers/gateway';
 import { metric } from '../helpers/metric';

@@ -4,7 +4,10 @@ import { ApiKeyAuthenticator, LOOKUPS_WAITING_PER_SLOT } from '../../src/auth/au
 import { ConcurrencyLimit } from '../../src/auth/concurrency-limit';
 import { TokenBucketLimiter } from '../../src/auth/rate-limiter';
 import { loadConfig } from '../../src/config';
-import { pathPolicy, requirementOf } from '../../src/http/access-control';
+import express from 'express';
+import type { AddressInfo } from 'node:net';
+import { requirementOf } from '../../src/http/access-control';
+import { ROUTES, mountRoutes, type RouteName } from '../../src/http/routes';
 import { testLogger } from '../helpers/logger';
 
 const FLEET: ApiKeyPrincipal = { id: 1, name: 'fleet', scope: 'ingest' };
@@ -282,8 +285,29 @@ describe('ConcurrencyLimit', () => {
 });
 
 describe('requirementOf', () => {
-  const open = pathPolicy({ metricsAuthRequired: false, docsAuthRequired: false });
-  const closed = pathPolicy({ metricsAuthRequired: true, docsAuthRequired: true });
+  const open = { metricsAuthRequired: false, docsAuthRequired: false };
+  const closed = { metricsAuthRequired: true, docsAuthRequired: true };
+
+  /**
+   * What `method path` needs, as the app decides it: Express routes the request (any case, trailing
+   * slash ignored), the route's scope says; a request no route takes needs admin (app.ts).
+   */
+  async function needed(method: string, path: string, policy: typeof open): Promise<string> {
+    const app = express();
+    const answer = (scope: Parameters<typeof requirementOf>[0]) => (_req: unknown, res: express.Response) =>
+      res.json(requirementOf(scope, policy));
+    const names = Object.keys(ROUTES) as RouteName[];
+    mountRoutes(app, Object.fromEntries(names.map((name) => [name, answer(ROUTES[name].scope)])), () => []);
+    app.use((_req, res) => res.json('admin'));
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      return (await (await fetch(`http://127.0.0.1:${port}${path}`, { method })).json()) as string;
+    } finally {
+      server.close();
+    }
+  }
 
   it.each([
     ['GET', '/healthz', open, 'open'],
@@ -310,8 +334,8 @@ describe('requirementOf', () => {
     // The root is listed as open for itself alone, not for what is below it.
     ['POST', '//v1/users', closed, 'admin'],
     ['GET', '/v1/statsx', open, 'admin'],
-  ] as const)('%s %s needs %s', (method, path, policy, expected) => {
-    expect(requirementOf(method, path, policy)).toBe(expected);
+  ] as const)('%s %s needs %s', async (method, path, policy, expected) => {
+    expect(await needed(method, path, policy)).toBe(expected);
   });
 });
 

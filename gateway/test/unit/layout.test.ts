@@ -93,8 +93,6 @@ describe('imports of gateway/src', () => {
     const querying = sources
       .filter(({ file, text }) => unitOf(file) !== 'db/' && /\.query\s*[(<]/.test(text))
       .map(({ file }) => path.relative(SRC, file));
-    // Known exceptions: admin-routes.ts's statements move to db/ with the restructuring of http/
-    // (issue 9). Delete it once it is gone.
-    expect(querying.sort()).toEqual(['http/admin-routes.ts']);
+    expect(querying).toEqual([]);
   });
 });

@@ -1,5 +1,4 @@
 import { decodePageCursor, encodePageCursor } from '../../src/http/page-cursor';
-import { routePath } from '../../src/http/route-path';
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 
@@ -22,14 +21,5 @@ describe('page cursor', () => {
     ['a negative id', b64(['2026-01-02T03:04:05Z', '-1'])],
   ])('refuses %s', (_what, text) => {
     expect(decodePageCursor(text)).toBeUndefined();
-  });
-});
-
-describe('routePath', () => {
-  it('matches paths as Express does: any case, trailing slashes ignored', () => {
-    expect(routePath('/V1/Metrics/Bulk/')).toBe('/v1/metrics/bulk');
-    expect(routePath('/v1/metrics//')).toBe('/v1/metrics');
-    expect(routePath('/')).toBe('/');
-    expect(routePath('//')).toBe('/');
   });
 });

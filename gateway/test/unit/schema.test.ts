@@ -1,12 +1,12 @@
 import {
   MAX_DETAIL_TEXT_CHARS,
   MAX_DETAILS_PER_METRIC,
-  TALKED_TIME_MAX_SECONDS,
   boundedText,
   checkMetric,
   checkNewDevice,
   checkNewUser,
 } from '../../src/ingest/schema';
+import { TALKED_TIME_MAX_SECONDS } from '../../src/contract/schemas';
 
 const NOW = Date.parse('2026-06-01T12:00:00Z');
 const valid = {

@@ -1,4 +1,7 @@
-/** One registry of the contract's error codes: HTTP status and default message. */
+/**
+ * One registry of the contract's error codes: HTTP status, default message, and the Retry-After
+ * (seconds) that answers with the code carry unless the call site knows better (a rate limit's wait).
+ */
 export const ERROR_CODES = {
   validation_failed: { status: 400, message: 'the request does not match the schema' },
   invalid_json: { status: 400, message: 'the body is not valid JSON' },
@@ -10,12 +13,17 @@ export const ERROR_CODES = {
   payload_too_large: { status: 413, message: 'the body is too large' },
   unsupported_media_type: { status: 415, message: 'unsupported Content-Type or Content-Encoding' },
   unknown_reference: { status: 422, message: 'the user or device does not exist' },
-  overloaded: { status: 429, message: 'the buffer is full; retry later' },
+  overloaded: { status: 429, message: 'the buffer is full; retry later', retryAfterSeconds: 1 },
   internal_error: { status: 500, message: 'internal error' },
-  unavailable: { status: 503, message: 'the database is unavailable; retry later' },
-} as const satisfies Record<string, { status: number; message: string }>;
+  unavailable: { status: 503, message: 'the database is unavailable; retry later', retryAfterSeconds: 5 },
+} as const satisfies Record<string, { status: number; message: string; retryAfterSeconds?: number }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The codes answered with `status`, in the registry's order. */
+export function codesWithStatus(status: number): ErrorCode[] {
+  return (Object.keys(ERROR_CODES) as ErrorCode[]).filter((code) => ERROR_CODES[code].status === status);
+}
 
 /** One problem with a request, pointing into it with a JSON pointer. */
 export interface ErrorDetail {
@@ -24,20 +32,29 @@ export interface ErrorDetail {
   readonly [key: string]: unknown;
 }
 
+export interface AppErrorOptions {
+  readonly details?: readonly ErrorDetail[];
+  /** Seconds, sent as Retry-After; the code's own (ERROR_CODES) when not given. */
+  readonly retryAfterSeconds?: number;
+  readonly cause?: unknown;
+}
+
 export class AppError extends Error {
   readonly status: number;
+  readonly details: readonly ErrorDetail[];
+  readonly retryAfterSeconds?: number;
 
   constructor(
     readonly code: ErrorCode,
     message: string = ERROR_CODES[code].message,
-    readonly details: readonly ErrorDetail[] = [],
-    /** Seconds, sent as Retry-After with 429 and 503. */
-    readonly retryAfterSeconds?: number,
-    options?: { cause?: unknown },
+    { details = [], retryAfterSeconds, cause }: AppErrorOptions = {},
   ) {
-    super(message, options);
+    super(message, cause === undefined ? undefined : { cause });
     this.name = 'AppError';
-    this.status = ERROR_CODES[code].status;
+    const registered: { status: number; retryAfterSeconds?: number } = ERROR_CODES[code];
+    this.status = registered.status;
+    this.details = details;
+    this.retryAfterSeconds = retryAfterSeconds ?? registered.retryAfterSeconds;
   }
 
   toJSON(): { error: ErrorCode; message: string; details: readonly ErrorDetail[] } {
@@ -48,5 +65,5 @@ export class AppError extends Error {
 /** Turns anything thrown into an AppError; unknown failures become internal_error, keeping the cause. */
 export function coerceError(thrown: unknown): AppError {
   if (thrown instanceof AppError) return thrown;
-  return new AppError('internal_error', ERROR_CODES.internal_error.message, [], undefined, { cause: thrown });
+  return new AppError('internal_error', undefined, { cause: thrown });
 }
