@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { BulkProgress, ErrorBody } from '../../gateway/src/contract/schemas';
 import { chunkFrom, type UploadChunk } from './chunks';
 
 /** A problem with a line, as the API reports it. */
@@ -70,10 +71,13 @@ export function backoffMs(attempt: number): number {
   return Math.round(base * (0.8 + Math.random() * 0.4));
 }
 
+/** An answer's fields as the contract names them; their values are not trusted (a proxy, an older gateway). */
+type AnswerBody = { readonly [Field in keyof (ErrorBody & BulkProgress)]?: unknown };
+
 interface Answer {
   readonly status: number;
   readonly headers: Headers;
-  readonly body: Record<string, unknown> | undefined;
+  readonly body: AnswerBody | undefined;
   readonly text: string;
 }
 
@@ -91,11 +95,10 @@ async function post(part: UploadChunk, options: SendOptions): Promise<Answer> {
     signal: AbortSignal.timeout(options.requestTimeoutMs ?? 10 * 60_000),
   });
   const text = await response.text();
-  let body: Record<string, unknown> | undefined;
+  let body: AnswerBody | undefined;
   try {
     const parsed: unknown = JSON.parse(text);
-    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed))
-      body = parsed as Record<string, unknown>;
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) body = parsed as AnswerBody;
   } catch {
     // not JSON (a proxy's page, say): reported by its status and first words
   }

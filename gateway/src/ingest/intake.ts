@@ -8,7 +8,14 @@ import { NdjsonLineSplitter, type BadLineReason, type LineSink } from './ndjson'
 import type { MissingReferences, ReferenceCache } from './references';
 import { MAX_DETAIL_TEXT_CHARS, boundedText, checkMetric, type Metric } from './schema';
 import { IngestTicket } from './ticket';
-import { MAX_LISTED_ERRORS, MAX_LISTED_ERRORS_BYTES } from '../contract/schemas';
+import {
+  MAX_LISTED_ERRORS,
+  MAX_LISTED_ERRORS_BYTES,
+  type BulkProgress,
+  type BulkResult,
+  type LineError,
+  type SingleResult as SingleAnswer,
+} from '../contract/schemas';
 
 /** Which endpoint rows came in through, for Prometheus and the status page. */
 export type IntakeEndpoint = 'single' | 'bulk';
@@ -42,37 +49,17 @@ export interface IntakeOptions {
 
 export interface SingleResult {
   readonly status: 201 | 202;
-  readonly body: { status: 'stored' | 'queued'; event_id?: string };
+  readonly body: SingleAnswer;
 }
 
-export interface LineError {
-  readonly line: number;
-  readonly error: ErrorCode;
-  readonly details: readonly ErrorDetail[];
-}
-
-/** The answer to a bulk upload: `accepted` counts durable rows only. */
-export interface BulkBody {
-  accepted: number;
-  rejected: number;
-  errors: LineError[];
-  /** Refused lines counted in `rejected` but not listed in `errors` (the list is bounded). */
-  errors_omitted?: number;
-}
-
-/** What an answer that stopped a bulk upload part-way adds to the error body. */
-export interface BulkProgress extends BulkBody {
-  /** Rows received and valid but not durable when answered. */
-  pending: number;
-  /** The first line to send again: every line before it is accepted or rejected. */
-  resend_from_line: number;
-}
+/** How far a bulk upload got when it was answered part-way: every field is known here. */
+type UploadProgress = BulkResult & Required<Pick<BulkProgress, 'pending' | 'resend_from_line'>>;
 
 /** A bulk upload answered before all of it was durable: the error, plus how far the upload got. */
 export class PartialUploadError extends AppError {
   constructor(
     cause: AppError,
-    readonly progress: BulkProgress,
+    readonly progress: UploadProgress,
   ) {
     super(
       cause.code,
@@ -89,7 +76,7 @@ export class PartialUploadError extends AppError {
     );
   }
 
-  override toJSON(): ReturnType<AppError['toJSON']> & BulkProgress {
+  override toJSON(): ReturnType<AppError['toJSON']> & UploadProgress {
     return { ...super.toJSON(), ...this.progress };
   }
 }
@@ -191,7 +178,7 @@ export class MetricIntake {
    * before the next chunk is read, so a full buffer slows the reading of the socket instead of
    * growing memory. An upload that stops part-way is answered with how far it got (PartialUploadError).
    */
-  async acceptBulk(source: AsyncIterable<Buffer>, ack: AckWhen): Promise<BulkBody> {
+  async acceptBulk(source: AsyncIterable<Buffer>, ack: AckWhen): Promise<BulkResult> {
     const ticket = ack === 'stored' ? new IngestTicket() : undefined;
     const upload = new BulkUpload(this.options, ticket, (userIds, deviceIds) =>
       this.findMissing(userIds, deviceIds, ack),
@@ -362,7 +349,7 @@ class BulkUpload implements LineSink {
     if (this.ticket === undefined) this.rowsTaken += rows.length;
   }
 
-  async finish(): Promise<BulkBody> {
+  async finish(): Promise<BulkResult> {
     const { ticket } = this;
     if (ticket === undefined) return this.answer(this.rowsTaken);
     ticket.seal();
@@ -400,7 +387,7 @@ class BulkUpload implements LineSink {
   }
 
   /** The answer's counts: durable rows, refused lines (at the door and at flush), the bounded list. */
-  private answer(accepted: number): BulkBody {
+  private answer(accepted: number): BulkResult {
     const refusedAtFlush = this.ticket?.rejections ?? [];
     for (const refused of refusedAtFlush) {
       this.errors.add({
@@ -411,7 +398,7 @@ class BulkUpload implements LineSink {
     }
     const rejected = this.rejected + refusedAtFlush.length;
     const errors = this.errors.sorted();
-    const body: BulkBody = { accepted, rejected, errors };
+    const body: BulkResult = { accepted, rejected, errors };
     if (rejected > errors.length) body.errors_omitted = rejected - errors.length;
     return body;
   }
@@ -420,7 +407,7 @@ class BulkUpload implements LineSink {
     this.rejected += 1;
     this.options.onRefused?.(1, error, 'bulk');
     // Not capped here: a chunk is small, and its errors are only in line order once sorted.
-    if (!this.errors.full) this.chunkErrors.push({ line, error, details });
+    if (!this.errors.full) this.chunkErrors.push({ line, error, details: [...details] });
   }
 
   private listChunkErrors(): void {
