@@ -3,6 +3,7 @@ import path from 'node:path';
 import { ERROR_CODES, codesWithStatus } from '../contract/errors';
 import * as contract from '../contract/schemas';
 import { COMPONENTS as SCHEMAS } from '../contract/schemas';
+import { DEMO_DEVICES } from '../db/demo-data';
 import { PROJECT_ROOT } from '../paths';
 import { ROUTES, type Route } from './routes';
 
@@ -147,7 +148,7 @@ function errorResponse(status: number): JsonObject {
 
 const exampleMetric = {
   user_id: 1,
-  device_id: 'id774-wc-935-uJq2AcOUx',
+  device_id: DEMO_DEVICES[0]?.id ?? null, // seeded by SEED_DEMO_DATA: "Try it out" works on `npm start`
   talked_time: 42.5,
   microphone_used: true,
   speaker_used: false,

@@ -2,6 +2,7 @@ import { compileErrors, validate } from '@readme/openapi-parser';
 import Ajv2020 from 'ajv/dist/2020';
 import type { Express } from 'express';
 import { ERROR_CODES } from '../../src/contract/errors';
+import { DEMO_DEVICES } from '../../src/db/demo-data';
 import { toOpenApiSchema } from '../../src/http/openapi';
 import { metricSchema, newDeviceSchema, newUserSchema } from '../../src/contract/schemas';
 import { checkMetric } from '../../src/ingest/schema';
@@ -105,6 +106,8 @@ describe('GET /openapi.json', () => {
 
     const example = document.paths['/v1/metrics'].post.requestBody.content['application/json'].example;
     expect(checkMetric(example, Date.now())).toMatchObject({ ok: true });
+    // "Try it out" on a fresh `npm start` names a device that the demo data has.
+    expect(DEMO_DEVICES.map((device) => device.id)).toContain(example.device_id);
     const bulk = document.paths['/v1/metrics/bulk'].post.requestBody;
     expect(bulk.content['application/x-ndjson'].schema.type).toBe('string');
     const lines = (/```\n([^`]+)```/.exec(bulk.description)?.[1] ?? '').trim().split('\n');
