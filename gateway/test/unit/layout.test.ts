@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
 
@@ -94,5 +94,36 @@ describe('imports of gateway/src', () => {
       .filter(({ file, text }) => unitOf(file) !== 'db/' && /\.query\s*[(<]/.test(text))
       .map(({ file }) => path.relative(SRC, file));
     expect(querying).toEqual([]);
+  });
+});
+
+describe('the layout in docs/operations.md', () => {
+  const doc = readFileSync(path.join(PROJECT_ROOT, 'docs', 'operations.md'), 'utf8');
+  const block = /## Layout[\s\S]*?```\n([\s\S]*?)```/.exec(doc)?.[1] ?? '';
+  /** The paths the block names: a line's first word; an indented one is below the last unindented folder. */
+  const named: string[] = [];
+  let parent = '';
+  for (const line of block.split('\n')) {
+    const entry = /^( *)(\S+\/|\S+\.ts)(?: |$)/.exec(line);
+    if (entry === null) continue;
+    const [, indent = '', name = ''] = entry;
+    if (indent === '') parent = name;
+    named.push(indent === '' ? name : `${parent}${name}`);
+  }
+  const folders = (dir: string): string[] =>
+    readdirSync(path.join(PROJECT_ROOT, dir), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory() && !/^(\.|node_modules$|dist$)/.test(entry.name))
+      .map((entry) => `${dir}${entry.name}/`);
+
+  it('names only paths that exist', () => {
+    expect(named.length).toBeGreaterThan(10);
+    expect(named.filter((entry) => !existsSync(path.join(PROJECT_ROOT, entry)))).toEqual([]);
+  });
+
+  it('names every folder of the repository and of gateway/src', () => {
+    const unnamed = [...folders(''), ...folders('gateway/src/')].filter(
+      (folder) => !named.some((entry) => entry.startsWith(folder)),
+    );
+    expect(unnamed).toEqual([]);
   });
 });
