@@ -9,10 +9,11 @@ import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejections } from '../telemetry/recent-rejections';
 import type { RouteAccess } from './access-control';
 import { smallBodyDeadline } from './body-deadline';
-import { assertJson, type BodyLimits } from './body-source';
+import type { BodyLimits } from './body-source';
 import { bulkUploadLimit } from './bulk-upload-limit';
 import { docsRoutes } from './docs-routes';
 import { errorHandler, notFoundHandler } from './error-handler';
+import { jsonBody } from './json-body';
 import { healthRoutes, type ReadinessCheck } from './health-routes';
 import { ingestRoutes, reportingRefusals } from './ingest-routes';
 import { prometheusRoutes } from './prometheus-routes';
@@ -46,11 +47,6 @@ export interface AppDependencies {
   /** The live status page (GET /, GET /v1/stats) and the ring of recent rejections it lists; none: no page. */
   readonly status?: { readonly stats: IngestStats; readonly rejections: RecentRejections };
 }
-
-const requireJson: RequestHandler = (req, _res, next) => {
-  assertJson(req);
-  next();
-};
 
 /** The Express application, without a listening server. */
 export function createApp(deps: AppDependencies): Express {
@@ -90,11 +86,9 @@ export function createApp(deps: AppDependencies): Express {
       chain.push(rejectionRecorder(status.rejections, route.rejections));
     }
     if (route.body?.type === 'json') {
-      const parse = [requireJson, express.json({ limit: route.body.maxBytes ?? deps.metricMaxBytes, strict: false })];
+      const parse = jsonBody(route.body.maxBytes ?? deps.metricMaxBytes);
       // A metric refused before the intake sees it is counted here; the intake counts the rest.
-      chain.push(
-        ...(route.body.schema === 'Metric' ? parse.map((step) => reportingRefusals(step, deps.onRefused)) : parse),
-      );
+      chain.push(route.body.schema === 'Metric' ? reportingRefusals(parse, deps.onRefused) : parse);
     }
     return chain;
   };
