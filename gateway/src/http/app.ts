@@ -1,6 +1,5 @@
-import express, { type Express, type RequestHandler, type Response } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import type { Pool } from 'pg';
-import { pinoHttp } from 'pino-http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { IntakeOptions, MetricIntake } from '../ingest/intake';
@@ -8,6 +7,7 @@ import type { ReferenceCache } from '../ingest/references';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejections } from '../telemetry/recent-rejections';
 import type { RouteAccess } from './access-control';
+import { accessLog, logsAs, type AccessLogOptions } from './access-log';
 import { smallBodyDeadline } from './body-deadline';
 import type { BodyLimits } from './body-source';
 import { bulkUploadLimit } from './bulk-upload-limit';
@@ -26,6 +26,8 @@ import { usersDevicesRoutes } from './users-devices-routes';
 
 export interface AppDependencies {
   readonly logger: Logger;
+  /** ACCESS_LOG and ACCESS_LOG_SLOW_MS (access-log.ts). */
+  readonly accessLog: Omit<AccessLogOptions, 'logger'>;
   /** The request pool (db/pool.ts), whose calls are bounded by parts of `requestDeadlineMs`. */
   readonly pool: Pool;
   readonly intake: MetricIntake;
@@ -56,28 +58,19 @@ export function createApp(deps: AppDependencies): Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
   app.use(securityHeaders());
-  app.use(
-    pinoHttp({
-      logger: deps.logger,
-      customLogLevel: (_req, res, error) => {
-        if ((res as unknown as Response).locals?.quiet === true) return 'silent';
-        return error !== undefined || res.statusCode >= 500 ? 'error' : 'info';
-      },
-    }),
-  );
+  app.use(accessLog(app, { logger: deps.logger, ...deps.accessLog }));
   if (deps.requestDeadlineMs !== undefined) app.use(requestDeadline(deps.requestDeadlineMs));
 
-  const quiet: RequestHandler = (_req, res, next) => {
-    res.locals.quiet = true;
-    next();
-  };
+  const unlogged = logsAs('none');
+  const loggedOnExceptions = logsAs('exceptions');
   const bodyDeadline = smallBodyDeadline(deps.bulkBodyLimits?.idleTimeoutMs ?? 0);
   const { accessControl: access, status } = deps;
   /** The middleware that a route's declaration (routes.ts) asks for, in the order they run. */
   const chainOf = (route: Route): RequestHandler[] => {
     const bulk = route.body?.type === 'ndjson';
     const chain: RequestHandler[] = [];
-    if (route.quiet) chain.push(quiet);
+    if (route.quiet) chain.push(unlogged);
+    else if (route.highVolume) chain.push(loggedOnExceptions);
     if (bulk) chain.push(noRequestDeadline);
     if (access !== undefined) chain.push(access(route));
     if (!bulk) chain.push(bodyDeadline);
