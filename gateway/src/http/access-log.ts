@@ -9,8 +9,11 @@ declare module 'express-serve-static-core' {
      * known). Made on first use, so that a request that logs nothing costs nothing.
      */
     log: Logger;
-    /** A number per request, counting from 1 in each process: `req.id` in its log lines. */
-    id: number;
+    /**
+     * A number per logged request, counting from 1 in each process: `req.id` in its log lines. Given
+     * when the request is first logged, so that the requests that are never logged cost nothing.
+     */
+    id?: number;
   }
 }
 
@@ -41,17 +44,21 @@ interface Marked {
 }
 
 /**
- * Gives every request of `app` its `req.id` and lazy `req.log`, and returns the middleware, put before
+ * Gives every request of `app` its lazy `req.log` (and `req.id`), and returns the middleware, put before
  * any route, that writes one line per request as ACCESS_LOG and the route's logging (`logsAs`) say:
  * `request completed` at info, `request errored` at error for a 5xx, `request aborted` at info when the
  * client went away unanswered, each with `req` (id, method, url, headers, remote address and port),
  * `res` (statusCode, headers) and `responseTime` (ms), as pino-http wrote them.
  */
 export function accessLog(app: Express, { logger, policy, slowMs }: AccessLogOptions): RequestHandler {
+  let lastId = 0;
   Object.defineProperty(app.request, 'log', {
     configurable: true,
     get(this: Request & Marked): Logger {
-      return (this[LOGGER] ??= logger.child({
+      if (this[LOGGER] !== undefined) return this[LOGGER];
+      lastId = (lastId % 2_147_483_647) + 1;
+      this.id ??= lastId;
+      return (this[LOGGER] = logger.child({
         req: requestFields(this),
         ...(this[API_KEY] === undefined ? {} : { apiKey: this[API_KEY] }),
       }));
@@ -60,8 +67,6 @@ export function accessLog(app: Express, { logger, policy, slowMs }: AccessLogOpt
       this[LOGGER] = value;
     },
   });
-  let lastId = 0;
-
   function onClose(this: Response & Marked): void {
     const req = this.req;
     const answered = this.writableFinished;
@@ -77,9 +82,7 @@ export function accessLog(app: Express, { logger, policy, slowMs }: AccessLogOpt
     else req.log.info({ res, responseTime }, answered ? 'request completed' : 'request aborted');
   }
 
-  return (req, res, next) => {
-    lastId = (lastId + 1) % 2_147_483_647;
-    req.id = lastId;
+  return (_req, res, next) => {
     (res as Response & Marked)[STARTED_AT] = Date.now();
     // 'close' comes after 'finish' when answered, or alone when the client went away first.
     res.on('close', onClose);
