@@ -7,8 +7,8 @@ import { ApiKeyAuthenticator } from '../auth/authenticator';
 import { TokenBucketLimiter } from '../auth/rate-limiter';
 import type { Config } from '../config';
 import { AppError } from '../contract/errors';
-import type { Route, Scope } from './routes';
 import { nameApiKey } from './access-log';
+import type { Route, Scope } from './routes';
 
 export type RouteAccess = Pick<Route, 'scope' | 'keyOptional'>;
 
