@@ -29,6 +29,11 @@ export interface RunResult {
   readonly peakRssBytes?: number;
   /** User plus system CPU time of the server process. */
   readonly cpuSeconds?: number;
+  /**
+   * Single POSTs: 2xx answers of the measured load ÷ the server's CPU time (user + system) over it, which
+   * does not depend on what else the machine's cores are doing.
+   */
+  readonly requestsPerCpuSecond?: number;
   /** Failed checks and errors; empty when the run is clean. */
   readonly problems: readonly string[];
 }
@@ -43,6 +48,7 @@ export interface RunSummary {
   readonly p99Ms?: number;
   readonly peakRssBytes?: number;
   readonly cpuSeconds?: number;
+  readonly requestsPerCpuSecond?: number;
   readonly problems: readonly string[];
 }
 
@@ -50,6 +56,8 @@ export interface RatioResult {
   readonly spec: RatioSpec;
   readonly label: string;
   readonly value?: number;
+  /** The same ratio of requests per server CPU-second, for the req/s runs. */
+  readonly perCpuSecond?: number;
 }
 
 export interface BigUploadResult {
@@ -101,6 +109,7 @@ export function summarize(results: readonly RunResult[], order: readonly RunId[]
         p99Ms: orUndefined(median(definedNumbers(runs.map((run) => run.p99Ms)))),
         peakRssBytes: rss.length > 0 ? Math.max(...rss) : undefined,
         cpuSeconds: orUndefined(median(definedNumbers(runs.map((run) => run.cpuSeconds)))),
+        requestsPerCpuSecond: orUndefined(median(definedNumbers(runs.map((run) => run.requestsPerCpuSecond)))),
         problems: runs.flatMap((run) => run.problems.map((problem) => `round ${run.round}: ${problem}`)),
       },
     ];
@@ -109,7 +118,7 @@ export function summarize(results: readonly RunResult[], order: readonly RunId[]
 
 /** Every ratio of RATIO_SPECS whose two runs were measured, from the medians. */
 export function computeRatios(summaries: readonly RunSummary[], bulkClients: number): RatioResult[] {
-  const valueOf = (id: RunId): number | undefined => summaries.find((summary) => summary.id === id)?.value;
+  const summaryOf = (id: RunId): RunSummary | undefined => summaries.find((summary) => summary.id === id);
   return RATIO_SPECS.filter(
     (spec) =>
       summaries.some((summary) => summary.id === spec.numerator) &&
@@ -117,7 +126,11 @@ export function computeRatios(summaries: readonly RunSummary[], bulkClients: num
   ).map((spec) => ({
     spec,
     label: ratioLabel(spec, bulkClients),
-    value: ratio(valueOf(spec.numerator), valueOf(spec.denominator)),
+    value: ratio(summaryOf(spec.numerator)?.value, summaryOf(spec.denominator)?.value),
+    perCpuSecond: ratio(
+      summaryOf(spec.numerator)?.requestsPerCpuSecond,
+      summaryOf(spec.denominator)?.requestsPerCpuSecond,
+    ),
   }));
 }
 
@@ -219,9 +232,13 @@ export function renderReport(
   } else {
     lines.push(
       markdownTable(
-        ['ratio', 'value'],
-        ratios.map((result) => [result.label, formatRatio(result.value)]),
-        ['left', 'right'],
+        ['ratio', 'value', 'per server CPU-second'],
+        ratios.map((result) => [
+          result.label,
+          formatRatio(result.value),
+          result.perCpuSecond === undefined ? '' : formatRatio(result.perCpuSecond),
+        ]),
+        ['left', 'right', 'right'],
       ),
       '',
     );
@@ -234,7 +251,18 @@ export function renderReport(
   } else {
     lines.push(
       markdownTable(
-        ['run', 'median', 'min – max', 'unit', 'p50 ms', 'p99 ms', 'server peak RSS', 'server CPU s', 'checks'],
+        [
+          'run',
+          'median',
+          'min – max',
+          'unit',
+          'p50 ms',
+          'p99 ms',
+          'req per server CPU-s',
+          'server peak RSS',
+          'server CPU s',
+          'checks',
+        ],
         summaries.map((summary) => [
           runLabel(summary.id, meta.bulkClients),
           formatCount(summary.value),
@@ -242,11 +270,12 @@ export function renderReport(
           unitOf(summary.id),
           RUN_SPECS[summary.id].unit === 'req/s' ? formatMs(summary.p50Ms) : '',
           RUN_SPECS[summary.id].unit === 'req/s' ? formatMs(summary.p99Ms) : '',
+          blankIfMissing(summary.requestsPerCpuSecond, formatCount),
           summary.id.startsWith('copy-') ? '(psql)' : formatBytes(summary.peakRssBytes),
           summary.id.startsWith('copy-') ? '' : formatSeconds(summary.cpuSeconds),
           summary.problems.length === 0 ? 'ok' : `**${summary.problems.length} problem(s)**`,
         ]),
-        ['left', 'right', 'right', 'left', 'right', 'right', 'right', 'right', 'left'],
+        ['left', 'right', 'right', 'left', 'right', 'right', 'right', 'right', 'right', 'left'],
       ),
       '',
     );
@@ -290,7 +319,19 @@ export function renderReport(
     '## Every run',
     '',
     markdownTable(
-      ['round', 'run', 'value', 'unit', 'seconds', 'rows or 2xx', 'p50 ms', 'p99 ms', 'peak RSS', 'CPU s'],
+      [
+        'round',
+        'run',
+        'value',
+        'unit',
+        'seconds',
+        'rows or 2xx',
+        'p50 ms',
+        'p99 ms',
+        'req per CPU-s',
+        'peak RSS',
+        'CPU s',
+      ],
       results.map((result) => [
         String(result.round),
         result.id,
@@ -300,10 +341,11 @@ export function renderReport(
         formatCount(result.count),
         blankIfMissing(result.p50Ms, formatMs),
         blankIfMissing(result.p99Ms, formatMs),
+        blankIfMissing(result.requestsPerCpuSecond, formatCount),
         blankIfMissing(result.peakRssBytes, formatBytes),
         blankIfMissing(result.cpuSeconds, formatSeconds),
       ]),
-      ['right', 'left', 'right', 'left', 'right', 'right', 'right', 'right', 'right', 'right'],
+      ['right', 'left', 'right', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
     ),
     '',
     '## How it was measured',
@@ -322,7 +364,10 @@ export function renderReport(
     '- Single POSTs: autocannon in the benchmark process, req/s = 2xx responses ÷ measured seconds; p50 and',
     '  p99 latency from autocannon; non-2xx, errors and timeouts must be 0, and the table must hold at least',
     '  as many rows as there were 2xx answers (checked after the server has stopped and flushed).',
-    '- Peak RSS is VmHWM of the server process from /proc; CPU is its user + system time.',
+    '- Peak RSS is VmHWM of the server process from /proc; CPU is its user + system time over its whole life.',
+    '- Req per server CPU-s (single POSTs): 2xx answers of the measured load ÷ the user + system time the',
+    '  server process spent during it (/proc/PID/stat before and after); unlike req/s, it does not depend on',
+    '  what else the cores were doing (load generator, PostgreSQL).',
     '- Everything (load generator, gateway, PostgreSQL) shares this machine; trust ratios from one run more',
     '  than absolute numbers.',
     '',

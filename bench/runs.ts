@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import autocannon from 'autocannon';
 import { generateNdjson } from '../seed/generate-metrics';
 import { METRICS_TABLE, NO_FK_TABLE, countRows, type BenchDatabase } from './bench-database';
-import { runTimedCommand, startService, type Service, type StopResult } from './child-processes';
+import { readProcessUsage, runTimedCommand, startService, type Service, type StopResult } from './child-processes';
 import type { RunId } from './contenders';
 import type { Dataset } from './dataset';
 import { uploadFile, uploadNdjson, type BulkAnswer } from './http-upload';
@@ -240,6 +240,7 @@ export async function runSingle(
   const requestPath = id === 'single-nowait' ? '/v1/metrics?wait=false' : '/v1/metrics?wait=true';
   const problems: string[] = [];
   let measured: LoadResult | undefined;
+  let requestsPerCpuSecond: number | undefined;
   let answered = 0;
   try {
     if (options.warmupSeconds > 0) {
@@ -253,6 +254,7 @@ export async function runSingle(
       answered += warmup.ok;
       problems.push(...warmup.problems.map((problem) => `warm-up: ${problem}`));
     }
+    const cpuBefore = readProcessUsage(service.pid).cpuSeconds;
     measured = await loadTest(
       service.url,
       requestPath,
@@ -260,6 +262,11 @@ export async function runSingle(
       options.connections,
       options.durationSeconds,
     );
+    const cpuAfter = readProcessUsage(service.pid).cpuSeconds;
+    // Only the measured load: start-up, warm-up and the flush on exit are not in it.
+    if (cpuBefore !== undefined && cpuAfter !== undefined && cpuAfter > cpuBefore) {
+      requestsPerCpuSecond = measured.ok / (cpuAfter - cpuBefore);
+    }
     answered += measured.ok;
     problems.push(...measured.problems);
   } catch (error) {
@@ -282,6 +289,7 @@ export async function runSingle(
     p99Ms: measured?.p99Ms,
     peakRssBytes: usage.peakRssBytes,
     cpuSeconds: usage.cpuSeconds,
+    requestsPerCpuSecond,
     problems,
   };
 }

@@ -97,8 +97,8 @@ describe('report', () => {
     result('bulk-1', 3, 110_000, { peakRssBytes: 150 * 1024 * 1024 }),
     result('copy-nofk', 1, 200_000),
     result('copy-fk', 1, 50_000),
-    result('single-wait', 1, 9000, { p50Ms: 6, p99Ms: 40 }),
-    result('naive', 1, 2000, { p50Ms: 30, p99Ms: 80, problems: ['3 non-2xx answers'] }),
+    result('single-wait', 1, 9000, { p50Ms: 6, p99Ms: 40, requestsPerCpuSecond: 6000 }),
+    result('naive', 1, 2000, { p50Ms: 30, p99Ms: 80, requestsPerCpuSecond: 2500, problems: ['3 non-2xx answers'] }),
   ];
   const summaries = summarize(results, RUN_IDS);
   const ratios = computeRatios(summaries, 4);
@@ -115,6 +115,11 @@ describe('report', () => {
     expect(ratios.map((entry) => entry.spec.id)).toEqual(['bulk-1/copy-nofk', 'bulk-1/copy-fk', 'single-wait/naive']);
     expect(ratios[0]?.value).toBeCloseTo(0.55);
     expect(ratios[2]?.value).toBeCloseTo(4.5);
+  });
+
+  it('compares requests per server CPU-second where both sides measured it', () => {
+    expect(ratios[2]?.perCpuSecond).toBeCloseTo(2.4);
+    expect(ratios[0]?.perCpuSecond).toBeUndefined();
   });
 
   it('renders the report with the command, targets and problems', () => {
@@ -136,6 +141,8 @@ describe('report', () => {
     expect(text).toContain('npm run bench -- --rows 1000');
     expect(text).toContain('| gateway bulk, 1 client ÷ psql \\copy, no FK ≥ 0.8x | 0.55x | **missed** |');
     expect(text).toContain('| single wait=true ÷ naive server ≥ 3x | 4.50x | reached |');
+    expect(text).toContain('| single wait=true ÷ naive server | 4.50x | 2.40x |');
+    expect(text).toMatch(/\| gateway single POST, wait=true \| 9,000 \|.*\| 6,000 \|/);
     expect(text).toContain('round 1: 3 non-2xx answers');
     expect(text).toContain('![ratios](results.svg)');
   });

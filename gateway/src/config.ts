@@ -3,6 +3,9 @@ import { DEFAULT_DATA_DIR } from './paths';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+const ACCESS_LOG_POLICIES = ['all', 'errors', 'off'] as const;
+/** Which requests get an access log line (http/access-log.ts). */
+export type AccessLogPolicy = (typeof ACCESS_LOG_POLICIES)[number];
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -88,6 +91,15 @@ const VARIABLES = {
   logLevel: variable<LogLevel>('LOG_LEVEL', oneOf(LOG_LEVELS), {
     default: 'info',
     meaning: LOG_LEVELS.map((level) => `\`${level}\``).join(', '),
+  }),
+  accessLog: variable<AccessLogPolicy>('ACCESS_LOG', oneOf(ACCESS_LOG_POLICIES), {
+    default: 'errors',
+    meaning:
+      'access log lines (`info`, `error` for 5xx): `errors` logs the ingest routes (`POST /v1/metrics`, `/v1/metrics/bulk`) only when they answer 4xx/5xx or take `ACCESS_LOG_SLOW_MS` or more, and every request on the other routes; `all`: every request; `off`: none. Probes and pollers (`/healthz`, `/readyz`, `/metrics`, `/v1/stats`) are never logged',
+  }),
+  accessLogSlowMs: variable('ACCESS_LOG_SLOW_MS', integer(0, 3_600_000), {
+    default: 1000,
+    meaning: 'with `ACCESS_LOG=errors`: an ingest request that takes this long (ms) is logged whatever its answer',
   }),
   batchMaxRows: variable('BATCH_MAX_ROWS', integer(1, 1_000_000), {
     default: 5000,

@@ -149,6 +149,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
   const access = accessControlFor(config, requestPool, logger.child({ module: 'auth' }));
   const app = createApp({
     logger,
+    accessLog: { policy: config.accessLog, slowMs: config.accessLogSlowMs },
     pool: requestPool,
     intake,
     references,

@@ -1,7 +1,7 @@
 import { ConfigError, loadConfig, type Config } from './config';
 import { openDatabase } from './db/open-database';
 import { startGateway } from './gateway';
-import { createLogger } from './logger';
+import { createProcessLogger } from './logger';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -12,7 +12,13 @@ async function main(): Promise<void> {
     process.stderr.write(`metrics-gateway: ${error.message}\n`);
     process.exit(1);
   }
-  const logger = createLogger(config.logLevel);
+  const { logger, flushSync } = createProcessLogger(config.logLevel);
+  // Whatever ends the process (a failed start included), the last lines are written first.
+  process.once('exit', flushSync);
+  const exit = (code: number): never => {
+    flushSync();
+    process.exit(code);
+  };
   const database = await openDatabase(config, logger);
   const gateway = await startGateway(config, database.url, logger).catch(async (error: unknown) => {
     await database.close();
@@ -25,7 +31,7 @@ async function main(): Promise<void> {
     void (async () => {
       const { flushed } = await gateway.stop();
       await database.close({ alsoAdopted: true }); // see OpenedDatabase.close
-      process.exit(flushed ? 0 : 1);
+      exit(flushed ? 0 : 1);
     })();
   };
   process.once('SIGTERM', onSignal);

@@ -7,6 +7,7 @@ import { ApiKeyAuthenticator } from '../auth/authenticator';
 import { TokenBucketLimiter } from '../auth/rate-limiter';
 import type { Config } from '../config';
 import { AppError } from '../contract/errors';
+import { nameApiKey } from './access-log';
 import type { Route, Scope } from './routes';
 
 export type RouteAccess = Pick<Route, 'scope' | 'keyOptional'>;
@@ -81,7 +82,7 @@ export function accessControl({ authenticator, rateLimiter, lookupBudget }: Acce
       );
       if (principal === undefined) throw unauthorized(res, 'the API key is unknown or revoked', true);
 
-      req.log.setBindings({ apiKey: principal.name });
+      nameApiKey(req, principal.name);
       res.locals.apiKeyPrincipal = principal;
       if (needed === 'admin' && principal.scope !== 'admin') {
         res.setHeader('WWW-Authenticate', `${REALM}, error="insufficient_scope", scope="admin"`);

@@ -1,6 +1,5 @@
-import express, { type Express, type RequestHandler, type Response } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import type { Pool } from 'pg';
-import { pinoHttp } from 'pino-http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { IntakeOptions, MetricIntake } from '../ingest/intake';
@@ -8,13 +7,15 @@ import type { ReferenceCache } from '../ingest/references';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejections } from '../telemetry/recent-rejections';
 import type { RouteAccess } from './access-control';
+import { accessLog, logsAs, type AccessLogOptions } from './access-log';
 import { smallBodyDeadline } from './body-deadline';
-import { assertJson, type BodyLimits } from './body-source';
+import type { BodyLimits } from './body-source';
 import { bulkUploadLimit } from './bulk-upload-limit';
 import { docsRoutes } from './docs-routes';
 import { errorHandler, notFoundHandler } from './error-handler';
 import { healthRoutes, type ReadinessCheck } from './health-routes';
 import { ingestRoutes, reportingRefusals } from './ingest-routes';
+import { jsonBody } from './json-body';
 import { prometheusRoutes } from './prometheus-routes';
 import { readRoutes } from './read-routes';
 import { noRequestDeadline, requestDeadline } from './request-deadline';
@@ -25,6 +26,8 @@ import { usersDevicesRoutes } from './users-devices-routes';
 
 export interface AppDependencies {
   readonly logger: Logger;
+  /** ACCESS_LOG and ACCESS_LOG_SLOW_MS (access-log.ts). */
+  readonly accessLog: Omit<AccessLogOptions, 'logger'>;
   /** The request pool (db/pool.ts), whose calls are bounded by parts of `requestDeadlineMs`. */
   readonly pool: Pool;
   readonly intake: MetricIntake;
@@ -47,11 +50,6 @@ export interface AppDependencies {
   readonly status?: { readonly stats: IngestStats; readonly rejections: RecentRejections };
 }
 
-const requireJson: RequestHandler = (req, _res, next) => {
-  assertJson(req);
-  next();
-};
-
 /** The Express application, without a listening server. */
 export function createApp(deps: AppDependencies): Express {
   const app = express();
@@ -60,28 +58,19 @@ export function createApp(deps: AppDependencies): Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
   app.use(securityHeaders());
-  app.use(
-    pinoHttp({
-      logger: deps.logger,
-      customLogLevel: (_req, res, error) => {
-        if ((res as unknown as Response).locals?.quiet === true) return 'silent';
-        return error !== undefined || res.statusCode >= 500 ? 'error' : 'info';
-      },
-    }),
-  );
+  app.use(accessLog(app, { logger: deps.logger, ...deps.accessLog }));
   if (deps.requestDeadlineMs !== undefined) app.use(requestDeadline(deps.requestDeadlineMs));
 
-  const quiet: RequestHandler = (_req, res, next) => {
-    res.locals.quiet = true;
-    next();
-  };
+  const unlogged = logsAs('none');
+  const loggedOnExceptions = logsAs('exceptions');
   const bodyDeadline = smallBodyDeadline(deps.bulkBodyLimits?.idleTimeoutMs ?? 0);
   const { accessControl: access, status } = deps;
   /** The middleware that a route's declaration (routes.ts) asks for, in the order they run. */
   const chainOf = (route: Route): RequestHandler[] => {
     const bulk = route.body?.type === 'ndjson';
     const chain: RequestHandler[] = [];
-    if (route.quiet) chain.push(quiet);
+    if (route.quiet) chain.push(unlogged);
+    else if (route.highVolume) chain.push(loggedOnExceptions);
     if (bulk) chain.push(noRequestDeadline);
     if (access !== undefined) chain.push(access(route));
     if (!bulk) chain.push(bodyDeadline);
@@ -90,11 +79,9 @@ export function createApp(deps: AppDependencies): Express {
       chain.push(rejectionRecorder(status.rejections, route.rejections));
     }
     if (route.body?.type === 'json') {
-      const parse = [requireJson, express.json({ limit: route.body.maxBytes ?? deps.metricMaxBytes, strict: false })];
+      const parse = jsonBody(route.body.maxBytes ?? deps.metricMaxBytes);
       // A metric refused before the intake sees it is counted here; the intake counts the rest.
-      chain.push(
-        ...(route.body.schema === 'Metric' ? parse.map((step) => reportingRefusals(step, deps.onRefused)) : parse),
-      );
+      chain.push(route.body.schema === 'Metric' ? reportingRefusals(parse, deps.onRefused) : parse);
     }
     return chain;
   };

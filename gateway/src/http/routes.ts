@@ -30,6 +30,11 @@ export interface Route extends Partial<Operation> {
     | { readonly type: 'ndjson' };
   /** No access log line: probes and pollers. */
   readonly quiet?: true;
+  /**
+   * Called per event by whole fleets (the ingest routes): an access log line only for a 4xx/5xx or a
+   * slow request, unless ACCESS_LOG=all (access-log.ts).
+   */
+  readonly highVolume?: true;
   /** The status page lists the refusals in this route's answers, as this endpoint. */
   readonly rejections?: 'single' | 'bulk';
 }
@@ -45,6 +50,7 @@ export const ROUTES = {
     path: '/v1/metrics',
     scope: 'ingest',
     body: { type: 'json', schema: 'Metric' },
+    highVolume: true,
     rejections: 'single',
     tag: 'metrics',
     summary: 'Store one metric',
@@ -57,6 +63,7 @@ export const ROUTES = {
     path: '/v1/metrics/bulk',
     scope: 'ingest',
     body: { type: 'ndjson' },
+    highVolume: true,
     rejections: 'bulk',
     tag: 'metrics',
     summary: 'Store many metrics from an NDJSON body (optionally gzip)',

@@ -29,7 +29,35 @@ export function pageSecurityPolicy(): RequestHandler {
   }) as RequestHandler;
 }
 
+/**
+ * The headers every answer carries. helmet works them out per request; they never change, so they are
+ * worked out once here (helmet run against a recording response) and only set on each answer.
+ */
 export function securityHeaders(): RequestHandler {
+  const headers = headersSetBy(dataSecurityHeaders());
+  return (_req, res, next) => {
+    for (const [name, value] of headers) res.setHeader(name, value);
+    next();
+  };
+}
+
+/** The headers `middleware` sets when it needs nothing from the request. */
+function headersSetBy(middleware: RequestHandler): [string, string][] {
+  const headers = new Map<string, string>();
+  const recorder = {
+    setHeader: (name: string, value: unknown) => headers.set(name, String(value)),
+    removeHeader: (name: string) => headers.delete(name),
+  };
+  let called = false;
+  middleware({} as never, recorder as never, (error?: unknown) => {
+    if (error !== undefined) throw error;
+    called = true;
+  });
+  if (!called) throw new Error('the security headers middleware did not finish at once');
+  return [...headers];
+}
+
+function dataSecurityHeaders(): RequestHandler {
   return helmet({
     contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
     xContentTypeOptions: true,

@@ -92,6 +92,9 @@ export function rejectionsIn(
   return [];
 }
 
+/** Express's own res.json, which the recorder calls once it has looked at the answer. */
+const sendJson: Response['json'] = express.response.json;
+
 /**
  * Notes the refusals in the answers of an ingest endpoint, as the client was told them, in
  * `rejections`. It observes answers (res.json) rather than the intake, so that every refusal, from a
@@ -99,19 +102,23 @@ export function rejectionsIn(
  * counts by reason come from the Prometheus counters instead.
  */
 export function rejectionRecorder(rejections: RecentRejections, endpoint: RecentRejection['endpoint']): RequestHandler {
-  return (req, res, next) => {
-    const json = res.json.bind(res) as Response['json'];
-    res.json = (body: unknown) => {
+  // One function for every answer of the route, not a closure per request: this is the hot path.
+  const noting = function (this: Response, body: unknown): Response {
+    // A single metric's answer below 400 (stored, queued) never holds a refusal.
+    if (endpoint === 'bulk' || this.statusCode >= 400) {
       try {
         const time = new Date().toISOString();
-        for (const entry of rejectionsIn(endpoint, res.statusCode, body, time, rejections.capacity)) {
+        for (const entry of rejectionsIn(endpoint, this.statusCode, body, time, rejections.capacity)) {
           rejections.add(entry);
         }
       } catch (error) {
-        req.log.warn({ err: error }, 'could not note a rejection for the status page');
+        this.req.log.warn({ err: error }, 'could not note a rejection for the status page');
       }
-      return json(body);
-    };
+    }
+    return sendJson.call(this, body);
+  };
+  return (_req, res, next) => {
+    res.json = noting;
     next();
   };
 }
