@@ -149,7 +149,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
   const access = accessControlFor(config, requestPool, logger.child({ module: 'auth' }));
   const app = createApp({
     logger,
-    accessLog: { policy: config.accessLog, slowMs: config.accessLogSlowMs },
+    accessLog: { policy: config.accessLog, slowMs: config.accessLogSlowMs, onEnded: telemetry.requestEnded },
     pool: requestPool,
     intake,
     references,

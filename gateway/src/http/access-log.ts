@@ -29,16 +29,23 @@ export interface AccessLogOptions {
   readonly policy: AccessLogPolicy;
   /** A request on an `exceptions` route that takes this long (ms) is logged whatever its answer. */
   readonly slowMs: number;
+  /**
+   * Told of every request once it ends, logged or not: the route's path as declared (`unmatched` for a
+   * request no route took) and the status answered (none when the client went away unanswered).
+   */
+  readonly onEnded?: (route: string, status: number | undefined) => void;
 }
 
 const STARTED_AT = Symbol('access log: started at');
 const ROUTE_LOGGING = Symbol('access log: route logging');
+const ROUTE_PATH = Symbol('access log: route path');
 const LOGGER = Symbol('access log: request logger');
 const API_KEY = Symbol('access log: api key name');
 
 interface Marked {
   [STARTED_AT]?: number;
   [ROUTE_LOGGING]?: RouteLogging;
+  [ROUTE_PATH]?: string;
   [LOGGER]?: Logger;
   [API_KEY]?: string;
 }
@@ -50,7 +57,7 @@ interface Marked {
  * client went away unanswered, each with `req` (id, method, url, headers, remote address and port),
  * `res` (statusCode, headers) and `responseTime` (ms), as pino-http wrote them.
  */
-export function accessLog(app: Express, { logger, policy, slowMs }: AccessLogOptions): RequestHandler {
+export function accessLog(app: Express, { logger, policy, slowMs, onEnded }: AccessLogOptions): RequestHandler {
   let lastId = 0;
   Object.defineProperty(app.request, 'log', {
     configurable: true,
@@ -73,6 +80,7 @@ export function accessLog(app: Express, { logger, policy, slowMs }: AccessLogOpt
     const status = answered ? this.statusCode : undefined;
     const responseTime = Date.now() - (this[STARTED_AT] ?? 0);
     const routeLogging = this[ROUTE_LOGGING] ?? 'every';
+    onEnded?.(this[ROUTE_PATH] ?? UNMATCHED, status);
     if (policy === 'off' || routeLogging === 'none') return;
     if (policy === 'errors' && routeLogging === 'exceptions') {
       if (answered && (status as number) < 400 && responseTime < slowMs) return;
@@ -90,10 +98,18 @@ export function accessLog(app: Express, { logger, policy, slowMs }: AccessLogOpt
   };
 }
 
-/** Put on a route's chain: its requests are logged as `logging` says (see RouteLogging). */
-export function logsAs(logging: RouteLogging): RequestHandler {
+/** The route of a request that no route took, in `onEnded`. */
+export const UNMATCHED = 'unmatched';
+
+/**
+ * First on a route's chain: its requests are logged as `logging` says (see RouteLogging) and reported
+ * to `onEnded` under `path`.
+ */
+export function observedAs(path: string, logging: RouteLogging): RequestHandler {
   return (_req, res, next) => {
-    (res as Response & Marked)[ROUTE_LOGGING] = logging;
+    const marked = res as Response & Marked;
+    marked[ROUTE_LOGGING] = logging;
+    marked[ROUTE_PATH] = path;
     next();
   };
 }

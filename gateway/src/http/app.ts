@@ -7,7 +7,7 @@ import type { ReferenceCache } from '../ingest/references';
 import type { IngestStats } from '../telemetry/ingest-stats';
 import type { RecentRejections } from '../telemetry/recent-rejections';
 import type { RouteAccess } from './access-control';
-import { accessLog, logsAs, type AccessLogOptions } from './access-log';
+import { accessLog, observedAs, type AccessLogOptions } from './access-log';
 import { smallBodyDeadline } from './body-deadline';
 import type { BodyLimits } from './body-source';
 import { bulkUploadLimit } from './bulk-upload-limit';
@@ -61,16 +61,13 @@ export function createApp(deps: AppDependencies): Express {
   app.use(accessLog(app, { logger: deps.logger, ...deps.accessLog }));
   if (deps.requestDeadlineMs !== undefined) app.use(requestDeadline(deps.requestDeadlineMs));
 
-  const unlogged = logsAs('none');
-  const loggedOnExceptions = logsAs('exceptions');
   const bodyDeadline = smallBodyDeadline(deps.bulkBodyLimits?.idleTimeoutMs ?? 0);
   const { accessControl: access, status } = deps;
   /** The middleware that a route's declaration (routes.ts) asks for, in the order they run. */
   const chainOf = (route: Route): RequestHandler[] => {
     const bulk = route.body?.type === 'ndjson';
-    const chain: RequestHandler[] = [];
-    if (route.quiet) chain.push(unlogged);
-    else if (route.highVolume) chain.push(loggedOnExceptions);
+    const logging = route.quiet ? 'none' : route.highVolume ? 'exceptions' : 'every';
+    const chain: RequestHandler[] = [observedAs([route.path].flat()[0] as string, logging)];
     if (bulk) chain.push(noRequestDeadline);
     if (access !== undefined) chain.push(access(route));
     if (!bulk) chain.push(bodyDeadline);

@@ -34,6 +34,8 @@ export interface PrometheusTelemetry {
   readonly batcherObserver: Required<Pick<BatcherObserver, 'flushed' | 'refused' | 'flushFailed'>>;
   rowsAccepted(endpoint: IntakeEndpoint, receivedAtMs: number, recordedAtMs: readonly number[]): void;
   rowsRefused(rows: number, reason: ErrorCode, endpoint: IntakeEndpoint): void;
+  /** Every HTTP request once it ends: its route's declared path and its status (none: unanswered). */
+  requestEnded(route: string, status: number | undefined): void;
   /** The buffer exists after the observer it reports to, so it is attached here. */
   trackBuffer(buffer: BufferGauge): void;
   /** The running totals that the status page shows, read from these same instruments. */
@@ -101,6 +103,14 @@ export function createPrometheusTelemetry(pool: Pool): PrometheusTelemetry {
     help: 'Batch writes that failed for a transient reason and were retried',
     registers,
   });
+  const requests = new Counter({
+    name: `${PREFIX}http_requests_total`,
+    help: 'HTTP requests ended, by route (its declared path, or unmatched) and status code (aborted: unanswered)',
+    labelNames: ['route', 'code'] as const,
+    registers,
+  });
+  // One child per route and status, looked up by a string key: cheaper than labels() per request.
+  const requestCounters = new Map<string, Counter.Internal>();
   const batchSize = new Histogram({
     name: `${PREFIX}batch_size_rows`,
     help: 'Rows per flushed batch',
@@ -191,6 +201,13 @@ export function createPrometheusTelemetry(pool: Pool): PrometheusTelemetry {
     },
     rowsRefused(rows, reason, endpoint) {
       rejected.inc({ endpoint, reason }, rows);
+    },
+    requestEnded(route, status) {
+      const code = status === undefined ? 'aborted' : String(status);
+      const key = `${route} ${code}`;
+      let counter = requestCounters.get(key);
+      if (counter === undefined) requestCounters.set(key, (counter = requests.labels({ route, code })));
+      counter.inc();
     },
     trackBuffer(source) {
       buffer = source;

@@ -147,8 +147,18 @@ describe('ACCESS_LOG=all and off', () => {
     try {
       expect((await postJson(`${gateway.url}/v1/metrics`, { nope: 1 })).status).toBe(400);
       expect((await request(`${gateway.url}/v1/users/1`)).status).toBe(200);
+      expect((await request(`${gateway.url}/no/such/route`)).status).toBe(404);
+      for (let i = 0; i < 2; i++) expect((await postJson(`${gateway.url}/v1/metrics`, metric())).status).toBe(201);
       await settle();
       expect(lines()).toEqual([]);
+      // Unlogged, yet every request is counted on /metrics, by declared route and status.
+      const exposition = (await request<string>(`${gateway.url}/metrics`)).body;
+      const counted = (labels: string) =>
+        Number(exposition.match(new RegExp(`^metrics_gateway_http_requests_total\\{${labels}\\} (\\d+)$`, 'm'))?.[1]);
+      expect(counted('route="/v1/metrics",code="400"')).toBe(1);
+      expect(counted('route="/v1/metrics",code="201"')).toBe(2);
+      expect(counted('route="/v1/users/:id",code="200"')).toBe(1);
+      expect(counted('route="unmatched",code="404"')).toBe(1);
     } finally {
       await gateway.stop();
     }
