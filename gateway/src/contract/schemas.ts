@@ -73,7 +73,8 @@ export const metricSchema = {
       type: 'string',
       // The form PostgreSQL's uuid type reads; ajv-formats' "uuid" also allows a "urn:uuid:" prefix.
       pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
-      description: 'idempotency key (a UUID), unique per user',
+      description:
+        'idempotency key (a UUID): the same event_id for the same user and the same time_recorded is stored once (a retry resends the same event)',
     },
   },
 } as const;
