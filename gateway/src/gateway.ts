@@ -7,6 +7,7 @@ import { databaseIsEmpty, seedDemoData } from './db/demo-data';
 import { ApiKeyChangeListener } from './auth/api-key-changes';
 import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';
+import { partitionOverview } from './db/partitions';
 import { assertMigrated, listMigrationNames, migrate, pendingMigrations } from './db/migrate';
 import { createPool, createWriterPool, poolSizes, requestPoolSettings, watchForStalls } from './db/pool';
 import { accessControlFor } from './http/access-control';
@@ -24,6 +25,7 @@ import { replaySpool } from './spool/replay';
 import { Spool } from './spool/spool';
 import { IngestStats } from './telemetry/ingest-stats';
 import { createPrometheusTelemetry } from './telemetry/prometheus';
+import { PartitionStats } from './telemetry/partition-stats';
 import { RecentRejections } from './telemetry/recent-rejections';
 
 /**
@@ -142,7 +144,14 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
       })
     : undefined;
   const rejections = new RecentRejections();
-  const stats = new IngestStats({ readTotals: telemetry.totals, buffer: batcher, rejections });
+  const partitionStats = new PartitionStats(() => partitionOverview(requestPool));
+  telemetry.trackPartitions(partitionStats);
+  const stats = new IngestStats({
+    readTotals: telemetry.totals,
+    buffer: batcher,
+    rejections,
+    partitions: partitionStats,
+  });
   const intake = new MetricIntake({
     batcher,
     references,

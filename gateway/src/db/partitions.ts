@@ -66,10 +66,17 @@ export async function listPartitions(db: Queryable): Promise<PartitionInfo[]> {
   }));
 }
 
-/** The oldest time_recorded stored (read from the unique index, partition by partition), null without rows. */
-export async function oldestTimeRecorded(db: Queryable): Promise<Date | null> {
+export interface PartitionOverview {
+  readonly partitions: readonly PartitionInfo[];
+  /** The oldest time_recorded kept, null without rows. */
+  readonly oldest: Date | null;
+}
+
+/** The partitions and the oldest time_recorded (read from the front of each partition's unique index). */
+export async function partitionOverview(db: Queryable): Promise<PartitionOverview> {
+  const partitions = await listPartitions(db);
   const { rows } = await db.query<{ oldest: Date | null }>(`SELECT min(time_recorded) AS oldest FROM ${PARENT}`);
-  return rows[0]?.oldest ?? null;
+  return { partitions, oldest: rows[0]?.oldest ?? null };
 }
 
 export interface MaintenanceSettings {

@@ -1,7 +1,9 @@
 import { Pool } from 'pg';
 import { listPartitions, maintainPartitions, type MaintenanceSettings } from '../../src/db/partitions';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
-import { postNdjson, startTestGateway } from '../helpers/gateway';
+import type { StatsSnapshot } from '../../src/contract/schemas';
+import { postNdjson, request, startTestGateway } from '../helpers/gateway';
+import { parsePrometheusText, sampleValue } from '../helpers/prometheus-text';
 import { metric } from '../helpers/metric';
 
 // Partition maintenance (db/partitions.ts, lifecycle/partition-maintenance.ts): partitions made
@@ -141,5 +143,37 @@ it('at start-up: two gateways make the partitions ahead, and store a row 23 h ah
     expect(Object.values(stored).reduce((a, b) => a + b, 0)).toBe(2);
   } finally {
     await Promise.all([one.stop(), two.stop()]);
+  }
+});
+
+it('shows the partitions, their sizes and the oldest time kept on /metrics and /v1/stats', async () => {
+  const gateway = await startTestGateway(db, { PARTITION_PREMAKE: '1' });
+  try {
+    const body = [metric({ time_recorded: '2001-02-03T04:05:06Z' }), metric({ time_recorded: Date.now() })]
+      .map((m) => JSON.stringify(m))
+      .join('\n');
+    expect(await postNdjson(`${gateway.url}/v1/metrics/bulk`, body)).toMatchObject({ body: { accepted: 2 } });
+    const names = await partitions(); // current, one ahead, default
+    expect(names).toHaveLength(3);
+
+    const families = parsePrometheusText(await (await fetch(`${gateway.url}/metrics`)).text());
+    expect(sampleValue(families, 'metrics_gateway_partitions')).toBe(3);
+    for (const name of names) {
+      expect(sampleValue(families, 'metrics_gateway_partition_bytes', { partition: name })).toBeGreaterThan(0);
+    }
+    expect(sampleValue(families, 'metrics_gateway_oldest_time_recorded_seconds')).toBe(
+      Date.parse('2001-02-03T04:05:06Z') / 1000,
+    );
+
+    const stats = await request<StatsSnapshot>(`${gateway.url}/v1/stats`);
+    expect(stats.body.partitions).toMatchObject({
+      count: 3,
+      oldest_time_recorded: '2001-02-03T04:05:06.000Z',
+      list: names.map((name) => ({ name })),
+    });
+    expect(stats.body.partitions?.list.at(-1)).toMatchObject({ name: 'user_metrics_default', to: null });
+    expect(stats.body.partitions?.total_bytes).toBe(stats.body.partitions?.list.reduce((s, p) => s + p.bytes, 0));
+  } finally {
+    await gateway.stop();
   }
 });
