@@ -24,6 +24,7 @@ import { DATASET_START_MS, writeDataset, type Dataset } from './dataset';
 import { USAGE, UsageError, parseBenchArgs, type BenchOptions } from './options';
 import { chartBars, computeRatios, renderReport, summarize, type BigUploadResult, type RunResult } from './report';
 import { runBigUpload, runOne, type RunContext } from './runs';
+import { runSustained } from './sustained';
 import { formatBytes, formatCount, formatRatio, formatSeconds, median, rotate } from './stats';
 
 // Distinct bodies of single POSTs; autocannon builds each once per connection before it starts.
@@ -323,7 +324,7 @@ async function main(): Promise<void> {
 
   let clean = false;
   try {
-    clean = await bench(argv, options, resources);
+    clean = options.sustained ? await runSustained(argv, options) : await bench(argv, options, resources);
   } catch (error) {
     progress(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   } finally {
