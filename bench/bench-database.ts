@@ -26,8 +26,15 @@ export interface BenchDatabase {
   drop(): Promise<void>;
 }
 
-/** Creates mg_bench_<random>, migrates it, seeds the demo users and devices and adds the no-FK table. */
-export async function createBenchDatabase(server: DevServer, logger: Logger): Promise<BenchDatabase> {
+/**
+ * Creates mg_bench_<random>, migrates it (with the migrations of `migrationsDir`, by default all),
+ * seeds the demo users and devices and adds the no-FK table.
+ */
+export async function createBenchDatabase(
+  server: DevServer,
+  logger: Logger,
+  migrationsDir?: string,
+): Promise<BenchDatabase> {
   const name = `mg_bench_${randomBytes(4).toString('hex')}`;
   await withClient(server.url, (client) => client.query(`CREATE DATABASE ${escapeIdentifier(name)}`));
   const url = databaseUrl(server.url, name);
@@ -42,7 +49,7 @@ export async function createBenchDatabase(server: DevServer, logger: Logger): Pr
       );
     })());
   try {
-    await migrate(pool, logger);
+    await migrate(pool, logger, migrationsDir);
     const applied = await pool.query<{ name: string }>('SELECT name FROM pgmigrations ORDER BY run_on, id');
     await seedDemoData(pool);
     await pool.query(`CREATE TABLE ${NO_FK_TABLE} (LIKE ${METRICS_TABLE} INCLUDING ALL)`);

@@ -22,12 +22,15 @@ export interface BenchOptions {
   readonly gatewayLogLevel: string;
   readonly out: string;
   readonly chart: string;
+  /** The sustained run of issue 11 (bench/sustained.ts) instead of the rounds. */
+  readonly sustained: boolean;
 }
 
 export class UsageError extends Error {}
 
 export const DEFAULTS = {
   rows: 400_000,
+  sustainedRows: 20_000_000,
   rounds: 3,
   durationSeconds: 10,
   warmupSeconds: 2,
@@ -57,6 +60,8 @@ PostgreSQL in a temporary folder; a database mg_bench_<random> is created and dr
   --big-mb N        size of that body in MiB (default ${DEFAULTS.bigMegabytes})
   --seed N          seed of the generated rows (default ${DEFAULTS.seed})
   --event-ids       give every generated row an event_id (the idempotent insert path)
+  --sustained       instead: --rows (default ${DEFAULTS.sustainedRows}) of a fleet through the bulk endpoint, the rate of every
+                    million rows for the partitioned layout and the single table side by side (bench/sustained.ts)
   --log-level L     LOG_LEVEL of the gateway under test (default ${DEFAULTS.gatewayLogLevel}: no per-request log lines)
   --out FILE        the report (default bench/RESULTS.md)
   --chart FILE      the chart (default: results.svg beside the default report, else FILE of --out with .svg)
@@ -88,6 +93,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
         'big-mb': { type: 'string' },
         seed: { type: 'string' },
         'event-ids': { type: 'boolean', default: false },
+        sustained: { type: 'boolean', default: false },
         'log-level': { type: 'string' },
         out: { type: 'string' },
         chart: { type: 'string' },
@@ -112,7 +118,13 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
   const out = path.resolve(values.out ?? defaultOut);
 
   const bulkClients = integer('--clients', values.clients, DEFAULTS.bulkClients, 1, 64);
-  const rows = integer('--rows', values.rows, DEFAULTS.rows, 1, 100_000_000);
+  const rows = integer(
+    '--rows',
+    values.rows,
+    values.sustained ? DEFAULTS.sustainedRows : DEFAULTS.rows,
+    1,
+    1_000_000_000,
+  );
   if (rows < bulkClients) throw new UsageError(`--rows (${rows}) must be at least --clients (${bulkClients})`);
   return {
     rows,
@@ -128,6 +140,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
     gatewayLogLevel: logLevel,
     out,
     chart: path.resolve(values.chart ?? defaultChartPath(out, path.resolve(defaultOut))),
+    sustained: values.sustained,
   };
 }
 

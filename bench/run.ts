@@ -24,6 +24,7 @@ import { DATASET_START_MS, writeDataset, type Dataset } from './dataset';
 import { USAGE, UsageError, parseBenchArgs, type BenchOptions } from './options';
 import { chartBars, computeRatios, renderReport, summarize, type BigUploadResult, type RunResult } from './report';
 import { runBigUpload, runOne, type RunContext } from './runs';
+import { runSustained } from './sustained';
 import { formatBytes, formatCount, formatRatio, formatSeconds, median, rotate } from './stats';
 
 // Distinct bodies of single POSTs; autocannon builds each once per connection before it starts.
@@ -47,9 +48,11 @@ function progress(line: string): void {
 }
 
 /** Everything that must be undone however the run ends. */
-interface Resources {
+export interface Resources {
   server?: DevServer;
   db?: BenchDatabase;
+  /** The sustained run's second database. */
+  otherDb?: BenchDatabase;
   workDir?: string;
 }
 
@@ -57,6 +60,7 @@ async function release(resources: Resources): Promise<void> {
   killAllChildren('SIGTERM');
   const steps: [string, (() => Promise<void>) | undefined][] = [
     ['drop the bench database', resources.db?.drop],
+    ['drop the other bench database', resources.otherDb?.drop],
     ['stop the embedded PostgreSQL', resources.server?.stop],
     [
       'remove the work folder',
@@ -323,7 +327,7 @@ async function main(): Promise<void> {
 
   let clean = false;
   try {
-    clean = await bench(argv, options, resources);
+    clean = options.sustained ? await runSustained(argv, options, resources) : await bench(argv, options, resources);
   } catch (error) {
     progress(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   } finally {

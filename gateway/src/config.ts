@@ -67,6 +67,26 @@ const postgresUrl: Kind<string> = {
   secret: true,
 };
 
+const HOUR_MS = 3_600_000;
+/** A length of time as hours or days: `6h`, `1d`, `30d`. */
+const duration = (minHours: number, maxHours: number): Kind<number> => ({
+  expected: `a duration in hours or days (such as 6h, 1d, 7d) from ${minHours}h to ${maxHours / 24}d`,
+  parse: (raw) => {
+    const match = /^\s*(\d+)\s*([hd])\s*$/.exec(raw);
+    if (match === null) return undefined;
+    const hours = Number(match[1]) * (match[2] === 'd' ? 24 : 1);
+    return hours >= minHours && hours <= maxHours ? hours * HOUR_MS : undefined;
+  },
+});
+/** A duration, or `off` (0). */
+const durationOrOff = (minHours: number, maxHours: number): Kind<number> => {
+  const base = duration(minHours, maxHours);
+  return {
+    expected: `off or ${base.expected}`,
+    parse: (raw) => (raw.trim().toLowerCase() === 'off' ? 0 : base.parse(raw)),
+  };
+};
+
 const variable = <T>(env: string, kind: Kind<T>, rest: Omit<Variable<T>, 'env' | 'kind'>) => ({ env, kind, ...rest });
 
 const NO_LIMIT = '`0` (no limit)';
@@ -262,6 +282,27 @@ const VARIABLES = {
     shownDefault: '`4294967296` (4 GiB)',
     meaning:
       'the spool holds this much at most (an outage is absorbed there), then `wait=false` gets `429`; 0: no limit',
+  }),
+  partitionIntervalMs: variable('PARTITION_INTERVAL', duration(1, 366 * 24), {
+    default: 24 * HOUR_MS,
+    shownDefault: '`1d`',
+    meaning:
+      'time span of one partition of `user_metrics` (`1h` .. `366d`); size it so that the indexes of the partitions being written fit in about a quarter of memory (see [Partitions](#partitions-and-retention))',
+  }),
+  partitionPremake: variable('PARTITION_PREMAKE', integer(0, 1000), {
+    default: 2,
+    meaning: 'partitions made ahead of the current one',
+  }),
+  partitionMaintenanceMs: variable('PARTITION_MAINTENANCE_MS', integer(1000, 86_400_000), {
+    default: 600_000,
+    meaning:
+      'how often partition maintenance runs (also at start-up): partitions made ahead, rows in the default partition moved, retention',
+  }),
+  retentionMs: variable('RETENTION', durationOrOff(1, 100 * 366 * 24), {
+    default: 0,
+    shownDefault: '`off`',
+    meaning:
+      'partitions whose whole range is older than this (such as `30d`) are detached and dropped (never a `DELETE`); `off` keeps everything',
   }),
 };
 

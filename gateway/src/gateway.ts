@@ -7,6 +7,7 @@ import { databaseIsEmpty, seedDemoData } from './db/demo-data';
 import { ApiKeyChangeListener } from './auth/api-key-changes';
 import type { Config } from './config';
 import { createMetricsWriter } from './db/metrics-writer';
+import { partitionOverview } from './db/partitions';
 import { assertMigrated, listMigrationNames, migrate, pendingMigrations } from './db/migrate';
 import { createPool, createWriterPool, poolSizes, requestPoolSettings, watchForStalls } from './db/pool';
 import { accessControlFor } from './http/access-control';
@@ -16,6 +17,7 @@ import { createHttpServer } from './http/http-server';
 import { Batcher } from './ingest/batcher';
 import { MetricIntake } from './ingest/intake';
 import { ReferenceCache } from './ingest/references';
+import { PartitionMaintenance } from './lifecycle/partition-maintenance';
 import { startParts, type Part, type ShutdownOutcome } from './lifecycle/parts';
 import { lockSpoolDir } from './spool/lock';
 import { bindSpoolToDatabase } from './spool/identity';
@@ -23,7 +25,14 @@ import { replaySpool } from './spool/replay';
 import { Spool } from './spool/spool';
 import { IngestStats } from './telemetry/ingest-stats';
 import { createPrometheusTelemetry } from './telemetry/prometheus';
+import { PartitionStats } from './telemetry/partition-stats';
 import { RecentRejections } from './telemetry/recent-rejections';
+
+/**
+ * How long a step of partition maintenance waits for its locks before it gives up until the next run:
+ * writers queue behind a waiting ATTACH or DETACH, so this bounds how long it can hold them up.
+ */
+const PARTITION_LOCK_TIMEOUT_MS = 1000;
 
 export interface Gateway {
   readonly url: string;
@@ -33,6 +42,7 @@ export interface Gateway {
   /** Everything on the request path: lookups, reads, admin routes, readiness; each call bounded by REQUEST_DEADLINE_MS. */
   readonly requestPool: Pool;
   readonly batcher: Batcher;
+  readonly partitions: PartitionMaintenance;
   /** Ordered, idempotent stop: no new requests, flush the buffer, close the pools (lifecycle/parts.ts). */
   stop(): Promise<ShutdownOutcome>;
 }
@@ -134,7 +144,14 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
       })
     : undefined;
   const rejections = new RecentRejections();
-  const stats = new IngestStats({ readTotals: telemetry.totals, buffer: batcher, rejections });
+  const partitionStats = new PartitionStats(() => partitionOverview(requestPool));
+  telemetry.trackPartitions(partitionStats);
+  const stats = new IngestStats({
+    readTotals: telemetry.totals,
+    buffer: batcher,
+    rejections,
+    partitions: partitionStats,
+  });
   const intake = new MetricIntake({
     batcher,
     references,
@@ -169,6 +186,17 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     status: { stats, rejections },
   });
   const server = createHttpServer(app, config);
+  const partitions = new PartitionMaintenance({
+    pool,
+    settings: {
+      intervalMs: config.partitionIntervalMs,
+      premake: config.partitionPremake,
+      retentionMs: config.retentionMs > 0 ? config.retentionMs : undefined,
+      lockTimeoutMs: PARTITION_LOCK_TIMEOUT_MS,
+    },
+    everyMs: config.partitionMaintenanceMs,
+    logger: logger.child({ module: 'partitions' }),
+  });
   const keyChanges =
     access &&
     new ApiKeyChangeListener({
@@ -184,6 +212,7 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
     [
       { name: 'pools', stop: () => Promise.all([pool.end(), requestPool.end()]) },
       { name: 'migrations', start: () => prepareDatabase(config, pool, logger) },
+      partitions.part(),
       { name: 'stall watch', start: () => watchForStalls(pool, config.writeStallTimeoutMs, poolLogger) },
       spool && spoolDirPart(config.spoolDir, pool, spoolLogger),
       // Drained last: after the server's requests and the spool's backlog.
@@ -214,5 +243,5 @@ export async function startGateway(config: Config, databaseUrl: string, logger: 
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  return { url, server, pool, requestPool, batcher, stop };
+  return { url, server, pool, requestPool, batcher, partitions, stop };
 }

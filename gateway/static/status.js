@@ -122,6 +122,40 @@
     replaceRows($('reasons').tBodies[0], rows);
   }
 
+  function bytes(value) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit++;
+    }
+    return `${unit === 0 ? value : decimal.format(value)} ${units[unit]}`;
+  }
+
+  /** A partition bound in UTC, to the minute; null is open-ended. */
+  function bound(iso, open) {
+    return iso === null ? open : iso.slice(0, 16).replace('T', ' ');
+  }
+
+  function renderPartitions(stats) {
+    const partitions = stats.partitions;
+    $('partitions-panel').hidden = partitions === null;
+    if (partitions === null) return;
+    setText('partition-count', integer.format(partitions.count));
+    setText('partition-bytes', bytes(partitions.total_bytes));
+    setText('oldest-time', partitions.oldest_time_recorded === null ? 'none' : bound(partitions.oldest_time_recorded));
+    const rows = partitions.list.map((p) => {
+      const tr = document.createElement('tr');
+      tr.append(
+        cell(p.name),
+        cell(p.to === null ? 'default (any other time)' : `${bound(p.from, 'earliest')} – ${bound(p.to)}`),
+        cell(bytes(p.bytes), 'num'),
+      );
+      return tr;
+    });
+    replaceRows($('partitions').tBodies[0], rows);
+  }
+
   function renderRejections(stats) {
     // Without an admin key (AUTH_REQUIRED=true) the entries come without their messages: codes only.
     const withheld = stats.rejection_messages === 'need_admin_key';
@@ -213,6 +247,7 @@
     renderCards(stats);
     renderReasons(stats);
     renderRejections(stats);
+    renderPartitions(stats);
     renderChart(stats);
     connection('live', `live · updated ${clockTime(stats.time)}`);
   }

@@ -73,7 +73,8 @@ export const metricSchema = {
       type: 'string',
       // The form PostgreSQL's uuid type reads; ajv-formats' "uuid" also allows a "urn:uuid:" prefix.
       pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
-      description: 'idempotency key (a UUID), unique per user',
+      description:
+        'idempotency key (a UUID): the same event_id for the same user and the same time_recorded is stored once (a retry resends the same event)',
     },
   },
 } as const;
@@ -304,6 +305,13 @@ export const recentRejectionSchema = {
   },
 } as const;
 
+export const partitionSchema = allRequired({
+  name: { type: 'string' },
+  from: { type: ['string', 'null'], format: 'date-time', description: 'inclusive; null: from the earliest time' },
+  to: { type: ['string', 'null'], format: 'date-time', description: 'exclusive; null for the default partition' },
+  bytes: { ...count, description: 'table, indexes and TOAST' },
+});
+
 export const statsSchema = {
   description: 'What the status page at `/` shows. Totals are since the gateway started.',
   ...allRequired({
@@ -355,6 +363,16 @@ export const statsSchema = {
       description:
         'with `AUTH_REQUIRED=true`, the messages (which can hold field names, ids and a piece of a line) need an admin key',
     },
+    partitions: {
+      ...allRequired({
+        count: { ...count, description: 'partitions of user_metrics, the default one included' },
+        total_bytes: count,
+        oldest_time_recorded: { type: ['string', 'null'], format: 'date-time', description: 'null without rows' },
+        list: { type: 'array', description: 'oldest first, the default partition last', items: partitionSchema },
+      }),
+      type: ['object', 'null'],
+      description: 'user_metrics by time_recorded (read at most every 10 s); null while PostgreSQL has not answered',
+    },
     history: allRequired({
       interval_seconds: { type: 'number' },
       points: {
@@ -385,6 +403,7 @@ export const COMPONENTS: Readonly<Record<string, object>> = {
   Error: errorSchema,
   ErrorDetail: errorDetailSchema,
   Stats: statsSchema,
+  Partition: partitionSchema,
   Healthy: statusSchema('ok'),
   Ready: statusSchema('ready'),
 };

@@ -2,12 +2,16 @@ import type { Pool, PoolClient } from 'pg';
 import { COPY_COLUMNS, hasEventId } from './copy-row';
 import { copyRows } from './copy';
 import { recordSpoolCommits, type SpoolRange } from './spool-commits';
+import { sqlState } from './sqlstate';
 
 const COLUMN_LIST = COPY_COLUMNS.join(', ');
 const STAGING_TABLE = 'user_metrics_staging';
 
-// Rows with an event_id must not be stored twice, which COPY alone cannot promise: they are copied
-// into a session-local staging table and moved with ON CONFLICT DO NOTHING in the same transaction.
+// Rows with an event_id must not be stored twice. The unique key (time_recorded, user_id, event_id)
+// refuses a repeat, so a batch is first written with one plain COPY, the fastest way in; repeats are
+// rare (a client's retry), and only a batch whose COPY meets one (23505) is written again the slow
+// way: its rows with an event_id are copied into a session-local staging table and moved with
+// ON CONFLICT DO NOTHING in the same transaction.
 const CREATE_STAGING = `
   CREATE TEMP TABLE IF NOT EXISTS ${STAGING_TABLE} (
     user_id integer, device_id varchar(255), talked_time double precision, microphone_used boolean,
@@ -17,7 +21,8 @@ const CREATE_STAGING = `
 const MOVE_STAGED = `
   INSERT INTO user_metrics (${COLUMN_LIST})
   SELECT ${COLUMN_LIST} FROM ${STAGING_TABLE}
-  ON CONFLICT (user_id, event_id) WHERE event_id IS NOT NULL DO NOTHING`;
+  ON CONFLICT (time_recorded, user_id, event_id) DO NOTHING`;
+const UNIQUE_VIOLATION = '23505';
 
 export interface RejectedRow {
   readonly receivedAt: string;
@@ -89,25 +94,41 @@ export function createMetricsWriter(pool: Pool): MetricsWriter {
     const idempotent: string[] = [];
     for (const row of rows) (hasEventId(row) ? idempotent : plain).push(row);
 
-    await withClient(async (client) => {
-      if (idempotent.length > 0 && !clientsWithStaging.has(client)) {
-        await client.query(CREATE_STAGING);
-        clientsWithStaging.add(client);
+    /** One transaction that names itself (for committedEarlier() on a retry), runs `body` and commits. */
+    const transaction = (body: (client: PoolClient) => Promise<void>) =>
+      withClient(async (client) => {
+        // One round trip: the transaction starts and names itself.
+        const [, named] = (await client.query('BEGIN; SELECT txid_current()::text AS id')) as unknown as [
+          unknown,
+          { rows: { id: string }[] },
+        ];
+        attempts.lastTransactionId = named.rows[0]?.id;
+        await body(client);
+        if (spooled.length > 0) await recordSpoolCommits(client, spooled);
+        await client.query('COMMIT');
+        attempts.lastTransactionId = undefined;
+      });
+
+    if (idempotent.length > 0) {
+      try {
+        await transaction((client) => copyRows(client, `user_metrics (${COLUMN_LIST})`, rows));
+        return;
+      } catch (error) {
+        if (sqlState(error) !== UNIQUE_VIOLATION) throw error;
+        // The server refused the COPY: that transaction is rolled back, not in doubt.
+        attempts.lastTransactionId = undefined;
       }
-      // One round trip: the transaction starts and names itself, for committedEarlier() on a retry.
-      const [, named] = (await client.query('BEGIN; SELECT txid_current()::text AS id')) as unknown as [
-        unknown,
-        { rows: { id: string }[] },
-      ];
-      attempts.lastTransactionId = named.rows[0]?.id;
+    }
+    await transaction(async (client) => {
       if (plain.length > 0) await copyRows(client, `user_metrics (${COLUMN_LIST})`, plain);
       if (idempotent.length > 0) {
+        if (!clientsWithStaging.has(client)) {
+          await client.query(CREATE_STAGING);
+          clientsWithStaging.add(client);
+        }
         await copyRows(client, `${STAGING_TABLE} (${COLUMN_LIST})`, idempotent);
         await client.query(MOVE_STAGED);
       }
-      if (spooled.length > 0) await recordSpoolCommits(client, spooled);
-      await client.query('COMMIT');
-      attempts.lastTransactionId = undefined;
     });
   }
 

@@ -10,7 +10,18 @@ export function sqlState(error: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
+/**
+ * A row routed to the default partition of user_metrics while partition maintenance attaches the
+ * partition it belongs to: the routing was decided before the attach, the check after it. Rows written
+ * through user_metrics never break a partition constraint otherwise, so this is worth a retry (which
+ * routes the row to its new partition), not a refusal.
+ */
+function isPartitionRoutingRace(error: unknown): boolean {
+  return sqlState(error) === '23514' && error instanceof Error && /violates partition constraint/.test(error.message);
+}
+
 export function classifyFailure(error: unknown): FailureKind {
+  if (isPartitionRoutingRace(error)) return 'transient';
   const state = sqlState(error);
   return state !== undefined && (state.startsWith('22') || state.startsWith('23')) ? 'row' : 'transient';
 }

@@ -1,5 +1,6 @@
 import type { BufferGauge, IngestTotals } from './prometheus';
 import type { StatsPoint, StatsSnapshot } from '../contract/schemas';
+import type { PartitionStats } from './partition-stats';
 import type { RecentRejections } from './recent-rejections';
 
 /** The totals at one moment, plus the buffer's depth then. */
@@ -18,6 +19,8 @@ export interface IngestStatsOptions {
   readonly readTotals: () => Promise<IngestTotals>;
   readonly buffer: BufferGauge;
   readonly rejections: RecentRejections;
+  /** The partitions of user_metrics; without it, the snapshot's partitions are null. */
+  readonly partitions?: PartitionStats;
   readonly intervalMs?: number;
   /** Points kept for the chart. */
   readonly historyPoints?: number;
@@ -85,7 +88,7 @@ export class IngestStats {
 
   /** The figures now; the recent rejections' messages (what clients sent) only `withMessages`. */
   async snapshot({ withMessages = false }: { withMessages?: boolean } = {}): Promise<StatsSnapshot> {
-    const totals = await this.options.readTotals();
+    const [totals, partitions] = await Promise.all([this.options.readTotals(), this.partitionsView()]);
     const current = this.toSample(this.now(), totals);
     // The newest sample at least a window old, else the oldest one there is (just after start-up).
     const base = this.samples.findLast((s) => s.t <= current.t - this.rateWindowMs) ?? this.samples[0];
@@ -128,7 +131,20 @@ export class IngestStats {
         .sort((a, b) => b.at_door + b.at_flush - (a.at_door + a.at_flush) || a.reason.localeCompare(b.reason)),
       recent_rejections: withMessages ? this.options.rejections.list() : this.options.rejections.summaries(),
       rejection_messages: withMessages ? 'shown' : 'need_admin_key',
+      partitions,
       history: { interval_seconds: this.intervalMs / 1000, points: this.points() },
+    };
+  }
+
+  private async partitionsView(): Promise<StatsSnapshot['partitions']> {
+    const overview = await this.options.partitions?.current();
+    if (overview === undefined) return null;
+    const iso = (date: Date | null): string | null => date?.toISOString() ?? null;
+    return {
+      count: overview.partitions.length,
+      total_bytes: overview.partitions.reduce((sum, p) => sum + p.bytes, 0),
+      oldest_time_recorded: iso(overview.oldest),
+      list: overview.partitions.map((p) => ({ name: p.name, from: iso(p.from), to: iso(p.to), bytes: p.bytes })),
     };
   }
 

@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ErrorCode } from '../contract/errors';
 import type { BatcherObserver } from '../ingest/batcher';
 import type { IntakeEndpoint } from '../ingest/intake';
+import type { PartitionStats } from './partition-stats';
 
 const PREFIX = 'metrics_gateway_';
 const ENDPOINTS: readonly IntakeEndpoint[] = ['single', 'bulk'];
@@ -38,6 +39,8 @@ export interface PrometheusTelemetry {
   requestEnded(route: string, status: number | undefined): void;
   /** The buffer exists after the observer it reports to, so it is attached here. */
   trackBuffer(buffer: BufferGauge): void;
+  /** The partitions of user_metrics, for their gauges. */
+  trackPartitions(partitions: PartitionStats): void;
   /** The running totals that the status page shows, read from these same instruments. */
   totals(): Promise<IngestTotals>;
 }
@@ -172,6 +175,40 @@ export function createPrometheusTelemetry(pool: Pool): PrometheusTelemetry {
     },
   });
 
+  let partitionStats: PartitionStats | undefined;
+  new Gauge({
+    name: `${PREFIX}partitions`,
+    help: 'Partitions of user_metrics, the default one included',
+    registers,
+    async collect() {
+      const overview = await partitionStats?.current();
+      if (overview !== undefined) this.set(overview.partitions.length);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}partition_bytes`,
+    help: 'Size of each partition of user_metrics (table, indexes and TOAST), by partition',
+    labelNames: ['partition'] as const,
+    registers,
+    async collect() {
+      const overview = await partitionStats?.current();
+      if (overview === undefined) return;
+      this.reset(); // a dropped partition's series goes
+      for (const p of overview.partitions) this.set({ partition: p.name }, p.bytes);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}oldest_time_recorded_seconds`,
+    help: 'The oldest time_recorded kept in user_metrics, Unix seconds (absent without rows)',
+    registers,
+    async collect() {
+      const overview = await partitionStats?.current();
+      if (overview === undefined) return;
+      this.reset();
+      if (overview.oldest !== null) this.set(overview.oldest.getTime() / 1000);
+    },
+  });
+
   // Series that exist from the start, so that rate() and alerts see a 0 before the first event.
   for (const endpoint of ENDPOINTS) {
     accepted.inc({ endpoint }, 0);
@@ -211,6 +248,9 @@ export function createPrometheusTelemetry(pool: Pool): PrometheusTelemetry {
     },
     trackBuffer(source) {
       buffer = source;
+    },
+    trackPartitions(source) {
+      partitionStats = source;
     },
     async totals() {
       const [acceptedNow, rejectedNow, rejectedAtFlushNow, flushedNow, durations] = await Promise.all([

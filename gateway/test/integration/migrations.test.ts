@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,7 +8,7 @@ import { Pool } from 'pg';
 import { listMigrationNames, migrate } from '../../src/db/migrate';
 import { MIGRATIONS_DIR, PROJECT_ROOT } from '../../src/paths';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
-import { postJson, startTestGateway } from '../helpers/gateway';
+import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
 import { metric } from '../helpers/metric';
 import { startGatewayProcess } from '../helpers/process';
@@ -173,6 +174,66 @@ describe('an upgrade from the first migration', () => {
     expect((await db.pool.query('SELECT count(*)::int AS n FROM spool_commits')).rows[0].n).toBe(1);
   });
 });
+
+describe('partitioning a populated table (0007)', () => {
+  it('turns a 0004-era table into a partition with every row, and keeps ids and retries right', async () => {
+    const db = await emptyDatabase();
+    const upTo0004 = all.filter((name) => name < '0005');
+    await migrate(db.pool, testLogger, await migrationsDir(upTo0004));
+    await db.pool.query(`INSERT INTO users (id, name) VALUES (1, 'one'), (2, 'two')`);
+    await db.pool.query(`INSERT INTO devices (id) VALUES ('phone')`);
+    await db.pool.query(`
+      INSERT INTO user_metrics (user_id, device_id, talked_time, microphone_used, speaker_used, voice_sentiment,
+                                time_recorded, event_id)
+      SELECT 1 + i % 2, CASE WHEN i % 3 = 0 THEN 'phone' END, i, i % 2 = 0, true, i / 1000.0,
+             '2025-03-01T00:00:00Z'::timestamptz + i * interval '1 hour',
+             CASE WHEN i % 4 <> 0 THEN md5(i::text)::uuid END
+        FROM generate_series(1, 500) AS i`);
+    const snapshot = async () =>
+      (await db.pool.query('SELECT * FROM user_metrics ORDER BY id')).rows.map((row) => JSON.stringify(row));
+    const before = await snapshot();
+    expect(before).toHaveLength(500);
+
+    await migrate(db.pool, testLogger);
+    expect(await snapshot()).toEqual(before);
+    const partitions = await db.pool.query(
+      `SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'user_metrics'::regclass ORDER BY 1`,
+    );
+    // The newest row is 2025-03-21T20:00Z: the old table covers everything up to the end of that day.
+    expect(partitions.rows).toEqual([
+      { relname: 'user_metrics_before_0007', bound: "FOR VALUES FROM (MINVALUE) TO ('2025-03-22 00:00:00+00')" },
+      { relname: 'user_metrics_default', bound: 'DEFAULT' },
+    ]);
+    const { rows: counted } = await db.pool.query(
+      `SELECT tableoid::regclass::text AS partition, count(*)::int AS n FROM user_metrics GROUP BY 1`,
+    );
+    expect(counted).toEqual([{ partition: 'user_metrics_before_0007', n: 500 }]);
+
+    // A retry of a stored event is stored once; ids go on after the old ones.
+    const gateway = await startTestGateway(db, { MIGRATE_ON_START: 'false' });
+    try {
+      const old = { time_recorded: '2025-03-01T01:00:00Z', event_id: md5Uuid(1), user_id: 2, talked_time: 1 };
+      const fresh = { time_recorded: '2025-03-01T01:00:00Z', event_id: md5Uuid(9999), user_id: 2, talked_time: 7 };
+      const body = [metric(old), metric(fresh), metric(fresh)].map((m) => JSON.stringify(m)).join('\n');
+      const answer = await postNdjson(`${gateway.url}/v1/metrics/bulk`, body);
+      expect(answer).toMatchObject({ status: 200, body: { accepted: 3, rejected: 0 } });
+    } finally {
+      await gateway.stop();
+    }
+    // (The batch's first COPY met the repeat and was rolled back: it used up a few ids.)
+    const { rows: added } = await db.pool.query(`SELECT talked_time FROM user_metrics WHERE id > 500 ORDER BY id`);
+    expect(added).toEqual([{ talked_time: 7 }]);
+    expect(await db.pool.query('SELECT count(*)::int AS n FROM user_metrics')).toMatchObject({ rows: [{ n: 501 }] });
+  });
+});
+
+/** The uuid that PostgreSQL's md5(n::text)::uuid makes. */
+function md5Uuid(n: number): string {
+  const hex = createHash('md5').update(String(n)).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
 
 describe('npm run migrate', () => {
   const runMigrate = (db: TestDatabase) =>

@@ -60,4 +60,20 @@ describe('loadConfig', () => {
     expect(loadConfig({ DATA_DIR: '/var/lib/gateway' }).spoolDir).toBe(path.join('/var/lib/gateway', 'spool'));
     expect(loadConfig({ DATA_DIR: '/a', SPOOL_DIR: '/b' }).spoolDir).toBe('/b');
   });
+
+  it('reads PARTITION_INTERVAL and RETENTION as hours or days, RETENTION=off as 0, and refuses the rest', () => {
+    const hour = 3_600_000;
+    expect(loadConfig({})).toMatchObject({ partitionIntervalMs: 24 * hour, partitionPremake: 2, retentionMs: 0 });
+    expect(loadConfig({ PARTITION_INTERVAL: '6h', RETENTION: '30d' })).toMatchObject({
+      partitionIntervalMs: 6 * hour,
+      retentionMs: 30 * 24 * hour,
+    });
+    expect(loadConfig({ PARTITION_INTERVAL: '7d', RETENTION: 'off' })).toMatchObject({
+      partitionIntervalMs: 7 * 24 * hour,
+      retentionMs: 0,
+    });
+    expect(() => loadConfig({ PARTITION_INTERVAL: '90m', RETENTION: '0d' })).toThrow(
+      /PARTITION_INTERVAL must be a duration in hours or days .*got "90m"\n.*RETENTION must be off or a duration/,
+    );
+  });
 });
