@@ -29,6 +29,9 @@ export interface RunResult {
   readonly peakRssBytes?: number;
   /** User plus system CPU time of the server process. */
   readonly cpuSeconds?: number;
+  /** The client step: the time of one track() call, in microseconds. */
+  readonly trackP50Us?: number;
+  readonly trackP99Us?: number;
   /** Failed checks and errors; empty when the run is clean. */
   readonly problems: readonly string[];
 }
@@ -187,6 +190,41 @@ function unitOf(id: RunId): string {
   return RUN_SPECS[id].unit;
 }
 
+/** The client step's own table: throughput beside bulk, and what one track() call costs. */
+function clientSection(results: readonly RunResult[], ratios: readonly RatioResult[]): string[] {
+  const runs = results.filter((result) => result.id === 'client');
+  if (runs.length === 0) return [];
+  const medianOf = (pick: (run: RunResult) => number | undefined): number | undefined =>
+    orUndefined(median(definedNumbers(runs.map(pick))));
+  const formatUs = (value: number | undefined): string => (value === undefined ? 'n/a' : value.toFixed(1));
+  const toBulk = ratios.find((result) => result.spec.id === 'client/bulk-1');
+  return [
+    '## Client library (issue 10)',
+    '',
+    markdownTable(
+      ['events', 'rows/s (median)', 'track() p50 µs', 'track() p99 µs', 'client ÷ bulk, 1 client'],
+      [
+        [
+          formatCount(medianOf((run) => run.count)),
+          formatCount(medianOf((run) => run.value)),
+          formatUs(medianOf((run) => run.trackP50Us)),
+          formatUs(medianOf((run) => run.trackP99Us)),
+          formatRatio(toBulk?.value),
+        ],
+      ],
+      ['right', 'right', 'right', 'right', 'right'],
+    ),
+    '',
+    'One process (the benchmark) calls `MetricsClient.track()` once per event, cycling through the same rows',
+    'as the bulk runs (without their event_id: the client adds a UUIDv7 to each, so its rows take the',
+    'idempotent insert path; `--event-ids` gives the bulk runs event_ids too, for a like-for-like ratio). It',
+    'yields to the event loop every 1000 events and waits while 100,000 rows are held. rows/s = events ÷ wall',
+    'time from the first track() to close() resolving with every row committed (default options: 5000 rows',
+    'per gzip request, 2 in flight). track() times are of the call alone (process.hrtime), over every event.',
+    '',
+  ];
+}
+
 export function renderReport(
   meta: ReportMeta,
   summaries: readonly RunSummary[],
@@ -251,6 +289,8 @@ export function renderReport(
       '',
     );
   }
+
+  lines.push(...clientSection(results, ratios));
 
   if (big !== undefined) {
     lines.push(

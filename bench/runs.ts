@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import autocannon from 'autocannon';
 import { generateNdjson } from '../seed/generate-metrics';
 import { METRICS_TABLE, NO_FK_TABLE, countRows, type BenchDatabase } from './bench-database';
+import { runClient } from './client-run';
 import { runTimedCommand, startService, type Service, type StopResult } from './child-processes';
 import type { RunId } from './contenders';
 import type { Dataset } from './dataset';
@@ -298,6 +299,8 @@ export function runOne(context: RunContext, id: RunId, round: number): Promise<R
     case 'single-nowait':
     case 'naive':
       return runSingle(context, id, round);
+    case 'client':
+      return runClient(context, round, startGatewayProcess);
   }
 }
 
