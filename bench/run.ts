@@ -183,6 +183,7 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
     singleBodies: SINGLE_BODIES,
     withEventIds: options.withEventIds,
     receivedAt: startedAt.toISOString(),
+    withV7File: options.steps.has('client'),
   });
   progress(
     `generated ${formatCount(dataset.rows)} rows in ${formatSeconds((performance.now() - generating) / 1000)} s: ` +

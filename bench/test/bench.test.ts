@@ -79,7 +79,7 @@ describe('options', () => {
     const options = parseBenchArgs(['--client-rows', '20_000', '--only', 'client'], defaultOut);
     if (options === 'help') throw new Error('unexpected help');
     expect(options.clientRows).toBe(20_000);
-    expect(selectedRuns(options.steps)).toEqual(['client']);
+    expect(selectedRuns(options.steps)).toEqual(['bulk-v7', 'client']);
     expect(() => parseBenchArgs(['--client-rows', '0'], defaultOut)).toThrow(UsageError);
   });
 
@@ -150,15 +150,16 @@ describe('report', () => {
     expect(text).not.toContain('## Client library');
   });
 
-  it('puts the client beside bulk: its rows/s, the time of track(), and client ÷ bulk against 0.8x', () => {
+  it('puts the client beside bulk: its rows/s, the time of track(), and client ÷ bulk with UUIDv7 against 0.8x', () => {
     const withClient = [
       ...results,
+      result('bulk-v7', 1, 55_000),
       result('client', 1, 99_000, { trackP50Us: 0.8, trackP99Us: 3.25, count: 1_000_000 }),
     ];
     const clientSummaries = summarize(withClient, RUN_IDS);
     const clientRatios = computeRatios(clientSummaries, 4);
-    const toBulk = clientRatios.find((entry) => entry.spec.id === 'client/bulk-1');
-    expect(toBulk?.value).toBeCloseTo(0.9);
+    expect(clientRatios.find((entry) => entry.spec.id === 'client/bulk-v7')?.value).toBeCloseTo(1.8);
+    expect(clientRatios.find((entry) => entry.spec.id === 'client/bulk-1')?.value).toBeCloseTo(0.9);
     const text = renderReport(
       { date: new Date(), elapsedSeconds: 1, command: 'x', setup: [], rounds: 1, bulkClients: 4 },
       clientSummaries,
@@ -166,9 +167,9 @@ describe('report', () => {
       withClient,
       undefined,
     );
-    expect(text).toContain('| client track() ÷ gateway bulk, 1 client ≥ 0.8x | 0.90x | reached |');
+    expect(text).toContain('| client track() ÷ gateway bulk, UUIDv7 event_ids ≥ 0.8x | 1.80x | reached |');
     expect(text).toContain('## Client library (issue 10)');
-    expect(text).toContain('| 1,000,000 | 99,000 | 0.8 | 3.3 | 0.90x |');
+    expect(text).toContain('| 1,000,000 | 99,000 | 0.8 | 3.3 | 1.80x | 0.90x |');
   });
 });
 
