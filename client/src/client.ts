@@ -12,7 +12,7 @@ const GZIP_OPTIONS = { level: constants.Z_BEST_SPEED };
 export interface ClientOptions {
   /** The gateway's base URL, e.g. `https://metrics.example.com`. */
   readonly url: string;
-  /** An API key with the `metrics` scope, sent as `Authorization: Bearer KEY`. */
+  /** An API key with the `ingest` scope, sent as `Authorization: Bearer KEY`. */
   readonly key?: string;
   /** Rows per bulk request; a request goes as soon as this many are queued. Default 5000. */
   readonly flushAt?: number;
