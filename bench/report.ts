@@ -219,7 +219,7 @@ function clientSection(results: readonly RunResult[], ratios: readonly RatioResu
     'One process (the benchmark) calls `MetricsClient.track()` once per event, cycling through the same rows',
     'as the bulk runs, without their event_id: the client adds a UUIDv7 to each. It yields to the event loop',
     'every 1000 events and waits while 100,000 rows are held. rows/s = events ÷ wall time from the first',
-    'track() to close() resolving with every row committed (default options: 5000 rows per gzip request, 2 in',
+    'track() to close() resolving with every row committed (default options: 5000 rows per gzip request, 4 in',
     'flight). track() times are of the call alone (process.hrtime), over every event. The target compares it',
     'with one bulk upload of the same rows each with a UUIDv7 event_id (`bulk-v7`): rows with an event_id take',
     "the gateway's idempotent insert path, which costs the same on both sides; `client ÷ bulk` is against the",

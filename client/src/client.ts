@@ -26,7 +26,7 @@ export interface ClientOptions {
   readonly retries?: number;
   /** A Retry-After longer than this is cut to it. Default 30,000 ms. */
   readonly maxRetryWaitMs?: number;
-  /** Bulk requests in flight at once. Default 2. */
+  /** Bulk requests in flight at once. Default 4. */
   readonly concurrency?: number;
 }
 
@@ -72,7 +72,7 @@ const DEFAULTS = {
   timeoutMs: 30_000,
   retries: 10,
   maxRetryWaitMs: 30_000,
-  concurrency: 2,
+  concurrency: 4,
 } as const;
 
 /** A batch's body and its lines, so that the rest of it can be sent again from any line. */
@@ -104,8 +104,10 @@ function positiveInteger(name: string, value: number): number {
  * Rows move: queue -> a batch in flight -> stored, refused or dropped (each row ends in exactly one
  * of these events). `queue` holds rows not yet in a batch from `head` on; `taken` counts rows ever
  * put in a batch and `flushUpTo` how many of them may go in a batch smaller than `flushAt` (flush(),
- * the interval, close()). At most `concurrency` batches are in flight; `held` (queued and in flight)
- * never exceeds `maxQueueRows`.
+ * the interval, close()). `inFlight` holds the batches taken: at most `concurrency` being sent, and
+ * one more being encoded (JSON, gzip) meanwhile, so that it goes as soon as a request ends;
+ * `sending` counts requests, `slotWaiters` the batches waiting for one. `held` (queued and in
+ * flight) never exceeds `maxQueueRows`.
  */
 export class MetricsClient extends EventEmitter<ClientEvents> {
   private readonly options: Required<Omit<ClientOptions, 'key'>> & { readonly key?: string };
@@ -116,6 +118,8 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
   private flushUpTo = 0;
   private held = 0;
   private readonly inFlight = new Set<{ readonly firstRow: number; readonly done: Promise<void> }>();
+  private sending = 0;
+  private readonly slotWaiters: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
   private closing: Promise<ClientTotals> | undefined;
   private readonly abort = new AbortController();
@@ -209,7 +213,7 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
   /** Starts batches while there is room in flight and rows that may go. */
   private pump(): void {
     const { flushAt, concurrency } = this.options;
-    while (this.inFlight.size < concurrency) {
+    while (this.inFlight.size < concurrency + 1) {
       const queued = this.queue.length - this.head;
       if (queued === 0 || (queued < flushAt && this.taken >= this.flushUpTo)) break;
       const rows = this.queue.slice(this.head, this.head + flushAt);
@@ -232,10 +236,13 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
 
   private async send(rows: readonly Metric[]): Promise<void> {
     let outcome: SendOutcome;
+    let slot = false;
     try {
       const texts = rows.map((row) => JSON.stringify(row));
       const body = await gzipAsync(`${texts.join('\n')}\n`, GZIP_OPTIONS);
       const part: BatchPart = { firstLine: 1, lines: texts.length, rows: texts.length, body, texts };
+      await this.requestSlot();
+      slot = true;
       outcome = await sendBulk(part, restOf, {
         url: this.options.url,
         ...(this.options.key === undefined ? {} : { key: this.options.key }),
@@ -258,7 +265,21 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
     } finally {
       this.held -= rows.length;
     }
+    if (slot) this.releaseSlot();
     this.settle(rows, outcome);
+  }
+
+  /** Waits until fewer than `concurrency` requests are being sent, and counts this one. */
+  private async requestSlot(): Promise<void> {
+    if (this.sending >= this.options.concurrency) await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+    else this.sending += 1;
+  }
+
+  /** Hands the slot of a request that ended to the next batch waiting, if any. */
+  private releaseSlot(): void {
+    const next = this.slotWaiters.shift();
+    if (next === undefined) this.sending -= 1;
+    else next(); // the slot passes on: `sending` stays
   }
 
   /** Tells of each row of a batch once: stored, refused or dropped. */
