@@ -45,6 +45,8 @@ export async function runClient(
   const trackNs = new Float64Array(events);
   let seconds: number | undefined;
   let retries = 0;
+  /** CPU time of this process (the application and the library) over the run. */
+  let clientCpuSeconds: number | undefined;
   const gateway = await startGateway(context, `round${round}-client`);
   try {
     const client = new MetricsClient({ url: gateway.url, maxQueueRows: MAX_QUEUE_ROWS });
@@ -54,6 +56,7 @@ export async function runClient(
       problems.push(`${dropped.length} rows dropped (${reason}): ${message}`),
     );
     const started = performance.now();
+    const cpuBefore = process.cpuUsage();
     for (let n = 0; n < events; n++) {
       while (client.pendingRows >= MAX_QUEUE_ROWS) await sleep(1);
       const metric = rows[n % rows.length] as Metric;
@@ -64,6 +67,8 @@ export async function runClient(
     }
     const totals = await client.close({ deadlineMs: 600_000 });
     seconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
+    clientCpuSeconds = (cpu.user + cpu.system) / 1e6;
     if (totals.stored !== events) problems.push(`stored ${totals.stored} of ${events} events`);
   } catch (error) {
     problems.push(`client run failed: ${(error as Error).message}`);
@@ -84,6 +89,7 @@ export async function runClient(
     count,
     trackP50Us: quantileUs(trackNs, 0.5),
     trackP99Us: quantileUs(trackNs, 0.99),
+    ...(clientCpuSeconds === undefined ? {} : { clientCpuSeconds }),
     peakRssBytes: usage.peakRssBytes,
     cpuSeconds: usage.cpuSeconds,
     problems,

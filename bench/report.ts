@@ -32,6 +32,8 @@ export interface RunResult {
   /** The client step: the time of one track() call, in microseconds. */
   readonly trackP50Us?: number;
   readonly trackP99Us?: number;
+  /** The client step: CPU time of the process calling track() (application and library together). */
+  readonly clientCpuSeconds?: number;
   /** Failed checks and errors; empty when the run is clean. */
   readonly problems: readonly string[];
 }
@@ -202,18 +204,29 @@ function clientSection(results: readonly RunResult[], ratios: readonly RatioResu
     '## Client library (issue 10)',
     '',
     markdownTable(
-      ['events', 'rows/s (median)', 'track() p50 µs', 'track() p99 µs', 'client ÷ bulk with UUIDv7', 'client ÷ bulk'],
+      [
+        'events',
+        'rows/s (median)',
+        'track() p50 µs',
+        'track() p99 µs',
+        'client process CPU s',
+        'gateway CPU s',
+        'client ÷ bulk with UUIDv7',
+        'client ÷ bulk',
+      ],
       [
         [
           formatCount(medianOf((run) => run.count)),
           formatCount(medianOf((run) => run.value)),
           formatUs(medianOf((run) => run.trackP50Us)),
           formatUs(medianOf((run) => run.trackP99Us)),
+          formatSeconds(medianOf((run) => run.clientCpuSeconds)),
+          formatSeconds(medianOf((run) => run.cpuSeconds)),
           ratioOf('client/bulk-v7'),
           ratioOf('client/bulk-1'),
         ],
       ],
-      ['right', 'right', 'right', 'right', 'right', 'right'],
+      ['right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
     ),
     '',
     'One process (the benchmark) calls `MetricsClient.track()` once per event, cycling through the same rows',

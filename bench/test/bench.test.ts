@@ -154,7 +154,13 @@ describe('report', () => {
     const withClient = [
       ...results,
       result('bulk-v7', 1, 55_000),
-      result('client', 1, 99_000, { trackP50Us: 0.8, trackP99Us: 3.25, count: 1_000_000 }),
+      result('client', 1, 99_000, {
+        trackP50Us: 0.8,
+        trackP99Us: 3.25,
+        count: 1_000_000,
+        clientCpuSeconds: 4.5,
+        cpuSeconds: 9,
+      }),
     ];
     const clientSummaries = summarize(withClient, RUN_IDS);
     const clientRatios = computeRatios(clientSummaries, 4);
@@ -169,7 +175,7 @@ describe('report', () => {
     );
     expect(text).toContain('| client track() ÷ gateway bulk, UUIDv7 event_ids ≥ 0.8x | 1.80x | reached |');
     expect(text).toContain('## Client library (issue 10)');
-    expect(text).toContain('| 1,000,000 | 99,000 | 0.8 | 3.3 | 1.80x | 0.90x |');
+    expect(text).toContain('| 1,000,000 | 99,000 | 0.8 | 3.3 | 4.50 | 9.00 | 1.80x | 0.90x |');
   });
 });
 
