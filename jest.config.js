@@ -2,6 +2,8 @@
 const shared = {
   testEnvironment: 'node',
   moduleFileExtensions: ['ts', 'js', 'json'],
+  // The client package from its sources, as its own tests see it: no build needed for a unit test.
+  moduleNameMapper: { '^metrics-gateway-client$': '<rootDir>/client/src/index.ts' },
   transform: {
     // Transpile only, file by file: `npm run typecheck` (tsc --noEmit) does the type checking.
     '^.+\\.ts$': ['ts-jest', { tsconfig: { isolatedModules: true } }],
@@ -19,7 +21,7 @@ module.exports = {
     {
       ...shared,
       displayName: 'unit',
-      testMatch: ['<rootDir>/{gateway,seed,bench}/test/**/*.test.ts', '<rootDir>/tools/**/test/**/*.test.ts'],
+      testMatch: ['<rootDir>/{gateway,seed,bench,client}/test/**/*.test.ts', '<rootDir>/tools/**/test/**/*.test.ts'],
       testPathIgnorePatterns: ['/node_modules/', '<rootDir>/dist/', ...INTEGRATION_TESTS],
     },
     {

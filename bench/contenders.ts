@@ -1,11 +1,21 @@
 // What the benchmark runs, and which of its results are compared with which.
 
 /** The groups that `--only` selects; `big` is the 2 GB streaming upload (`--big`). */
-export const STEP_NAMES = ['bulk', 'copy', 'single', 'naive', 'big'] as const;
+export const STEP_NAMES = ['bulk', 'copy', 'single', 'naive', 'client', 'big'] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
 /** The runs that are repeated in rounds. */
-export const RUN_IDS = ['bulk-1', 'bulk-n', 'copy-nofk', 'copy-fk', 'single-wait', 'single-nowait', 'naive'] as const;
+export const RUN_IDS = [
+  'bulk-1',
+  'bulk-n',
+  'copy-nofk',
+  'copy-fk',
+  'single-wait',
+  'single-nowait',
+  'naive',
+  'bulk-v7',
+  'client',
+] as const;
 export type RunId = (typeof RUN_IDS)[number];
 
 export type RunUnit = 'rows/s' | 'req/s';
@@ -24,6 +34,8 @@ export const RUN_SPECS: Readonly<Record<RunId, RunSpec>> = {
   'single-wait': { id: 'single-wait', step: 'single', unit: 'req/s' },
   'single-nowait': { id: 'single-nowait', step: 'single', unit: 'req/s' },
   naive: { id: 'naive', step: 'naive', unit: 'req/s' },
+  'bulk-v7': { id: 'bulk-v7', step: 'client', unit: 'rows/s' },
+  client: { id: 'client', step: 'client', unit: 'rows/s' },
 };
 
 /** What the runs are, in words, given the client count of the parallel bulk run. */
@@ -43,6 +55,10 @@ export function runLabel(id: RunId, bulkClients: number): string {
       return 'gateway single POST, wait=false';
     case 'naive':
       return 'naive server: INSERT + commit per request';
+    case 'bulk-v7':
+      return 'gateway bulk NDJSON, 1 client, wait=true, rows with UUIDv7 event_ids (as the client sends)';
+    case 'client':
+      return 'client library: track() per event, 1 process, wait=true batches';
   }
 }
 
@@ -66,6 +82,10 @@ export const RATIO_SPECS: readonly RatioSpec[] = [
   { id: 'bulk-n/copy-fk', numerator: 'bulk-n', denominator: 'copy-fk' },
   { id: 'single-wait/naive', numerator: 'single-wait', denominator: 'naive', target: 3 },
   { id: 'single-nowait/naive', numerator: 'single-nowait', denominator: 'naive' },
+  // Issue 10: the client library within 0.8x of a bulk upload of the same rows, event_ids included
+  // (the idempotent insert path costs the gateway the same on both sides); beside plain bulk for scale.
+  { id: 'client/bulk-v7', numerator: 'client', denominator: 'bulk-v7', target: 0.8 },
+  { id: 'client/bulk-1', numerator: 'client', denominator: 'bulk-1' },
 ];
 
 /** A short label of a ratio for the chart and the table. */
@@ -78,6 +98,8 @@ export function ratioLabel(spec: RatioSpec, bulkClients: number): string {
     'single-wait': 'single wait=true',
     'single-nowait': 'single wait=false',
     naive: 'naive server',
+    'bulk-v7': 'gateway bulk, UUIDv7 event_ids',
+    client: 'client track()',
   };
   return `${short[spec.numerator]} ÷ ${short[spec.denominator]}`;
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { COPY_COLUMNS } from '../gateway/src/db/copy-row';
 import { encodeMetricRow } from '../gateway/src/ingest/copy-encode';
 import { checkMetric } from '../gateway/src/ingest/schema';
+import { uuidv7 } from 'metrics-gateway-client';
 import { generateMetrics } from '../seed/generate-metrics';
 
 export interface Dataset {
@@ -21,6 +22,11 @@ export interface Dataset {
   readonly copyColumns: readonly string[];
   /** JSON bodies for single POSTs: the first rows of the same data. */
   readonly singleBodies: readonly string[];
+  /**
+   * The same lines, each with a UUIDv7 event_id (in place of any other), as the client library sends
+   * them: the bulk upload that the client step is compared with. Written only when asked for.
+   */
+  readonly v7File?: { readonly file: string; readonly bytes: number };
 }
 
 export interface DatasetOptions {
@@ -34,6 +40,8 @@ export interface DatasetOptions {
   readonly withEventIds: boolean;
   /** received_at of the COPY rows (the gateway stamps its own). */
   readonly receivedAt: string;
+  /** Also write the lines with UUIDv7 event_ids (v7File). */
+  readonly withV7File?: boolean;
 }
 
 /** Latest time_recorded of the generated rows: a fixed instant in the past, so the bytes never change. */
@@ -90,6 +98,7 @@ export async function writeDataset(options: DatasetOptions): Promise<Dataset> {
   const parts = await Promise.all(
     partRows.map((_, index) => BufferedFile.create(path.join(dir, `metrics.part${index + 1}.ndjson`))),
   );
+  const v7 = options.withV7File ? await BufferedFile.create(path.join(dir, 'metrics.v7.ndjson')) : undefined;
   const singleBodies: string[] = [];
   const nowMs = Date.now();
   try {
@@ -110,10 +119,11 @@ export async function writeDataset(options: DatasetOptions): Promise<Dataset> {
       await (parts[part] as BufferedFile).write(`${json}\n`);
       await copy.write(encodeMetricRow(check.metric, check.timeRecorded, options.receivedAt));
       if (singleBodies.length < options.singleBodies) singleBodies.push(json);
+      if (v7 !== undefined) await v7.write(`${JSON.stringify({ ...metric, event_id: uuidv7() })}\n`);
       index++;
     }
   } finally {
-    await Promise.all([ndjson, copy, ...parts].map((file) => file.close()));
+    await Promise.all([ndjson, copy, ...parts, ...(v7 === undefined ? [] : [v7])].map((file) => file.close()));
   }
   return {
     rows,
@@ -131,5 +141,6 @@ export async function writeDataset(options: DatasetOptions): Promise<Dataset> {
     copyBytes: copy.bytes,
     copyColumns: COPY_COLUMNS,
     singleBodies,
+    ...(v7 === undefined ? {} : { v7File: { file: path.join(dir, 'metrics.v7.ndjson'), bytes: v7.bytes } }),
   };
 }

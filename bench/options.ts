@@ -13,6 +13,8 @@ export interface BenchOptions {
   readonly connections: number;
   /** Clients of the parallel bulk run, each uploading one part of the rows. */
   readonly bulkClients: number;
+  /** Events the `client` step tracks: the dataset's rows, cycled. */
+  readonly clientRows: number;
   readonly steps: ReadonlySet<StepName>;
   /** Size of the streamed upload of the `big` step. */
   readonly bigBytes: number;
@@ -36,6 +38,7 @@ export const DEFAULTS = {
   warmupSeconds: 2,
   connections: 64,
   bulkClients: 4,
+  clientRows: 1_000_000,
   bigMegabytes: 2048,
   seed: 1,
   gatewayLogLevel: 'warn',
@@ -45,7 +48,8 @@ export const USAGE = `Usage: npm run bench -- [options]
 
 Runs, in alternating rounds on one fresh database and one set of generated rows: bulk NDJSON through
 the gateway, psql \\copy into a table without foreign keys and into user_metrics, single POSTs through
-the gateway (autocannon), and a naive INSERT-per-request server. Writes a Markdown report and an SVG
+the gateway (autocannon), a naive INSERT-per-request server, and the client library (track() per event,
+the library sending bulk requests). Writes a Markdown report and an SVG
 chart of the ratios. Database: BENCH_DATABASE_URL, else DATABASE_URL's server, else an embedded
 PostgreSQL in a temporary folder; a database mg_bench_<random> is created and dropped.
 
@@ -55,6 +59,7 @@ PostgreSQL in a temporary folder; a database mg_bench_<random> is created and dr
   --warmup S        seconds of load before each autocannon run, not measured (default ${DEFAULTS.warmupSeconds}; 0: none)
   --connections N   autocannon connections (default ${DEFAULTS.connections})
   --clients N       clients of the parallel bulk run (default ${DEFAULTS.bulkClients})
+  --client-rows N   events the client step tracks, one track() each, the rows above cycled (default ${DEFAULTS.clientRows})
   --only LIST       comma-separated steps among ${STEP_NAMES.join(', ')} (default: all but big)
   --big             also stream a generated NDJSON body (no file) through the gateway and report its peak RSS
   --big-mb N        size of that body in MiB (default ${DEFAULTS.bigMegabytes})
@@ -88,6 +93,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
         warmup: { type: 'string' },
         connections: { type: 'string' },
         clients: { type: 'string' },
+        'client-rows': { type: 'string' },
         only: { type: 'string' },
         big: { type: 'boolean', default: false },
         'big-mb': { type: 'string' },
@@ -106,7 +112,9 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
   if (values.help) return 'help';
 
   const steps =
-    values.only === undefined ? new Set<StepName>(['bulk', 'copy', 'single', 'naive']) : parseSteps(values.only);
+    values.only === undefined
+      ? new Set<StepName>(['bulk', 'copy', 'single', 'naive', 'client'])
+      : parseSteps(values.only);
   if (values.big) steps.add('big');
 
   const logLevel = values['log-level'] ?? DEFAULTS.gatewayLogLevel;
@@ -133,6 +141,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
     warmupSeconds: integer('--warmup', values.warmup, DEFAULTS.warmupSeconds, 0, 600),
     connections: integer('--connections', values.connections, DEFAULTS.connections, 1, 10_000),
     bulkClients,
+    clientRows: integer('--client-rows', values['client-rows'], DEFAULTS.clientRows, 1, 100_000_000),
     steps,
     bigBytes: integer('--big-mb', values['big-mb'], DEFAULTS.bigMegabytes, 1, 1_000_000) * 1024 * 1024,
     seed: integer('--seed', values.seed, DEFAULTS.seed, -(2 ** 31), 2 ** 31 - 1),

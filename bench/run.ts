@@ -132,6 +132,7 @@ function autocannonVersion(): string {
 function describeRun(options: BenchOptions, id: RunId, dataset: Dataset): string {
   const spec = RUN_SPECS[id];
   const label = runLabel(id, options.bulkClients);
+  if (id === 'client') return `${label}: ${formatCount(options.clientRows)} events`;
   if (spec.unit === 'rows/s') return `${label}: ${formatCount(dataset.rows)} rows`;
   const warmup = options.warmupSeconds > 0 ? ` after ${options.warmupSeconds} s warm-up` : '';
   return `${label}: ${options.connections} connections for ${options.durationSeconds} s${warmup}`;
@@ -142,7 +143,13 @@ function describeResult(result: RunResult, all: readonly RunResult[]): string {
   const values = all
     .filter((other) => other.id === result.id && other.value !== undefined)
     .map((other) => other.value as number);
-  const latency = result.p99Ms === undefined ? '' : `, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`;
+  const latency =
+    result.p99Ms === undefined
+      ? result.trackP99Us === undefined
+        ? ''
+        : `, track() p50 ${result.trackP50Us?.toFixed(1)} µs, p99 ${result.trackP99Us.toFixed(1)} µs, ` +
+          `client CPU ${formatSeconds(result.clientCpuSeconds)} s, gateway CPU ${formatSeconds(result.cpuSeconds)} s`
+      : `, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`;
   const rss = result.peakRssBytes === undefined ? '' : `, server peak RSS ${formatBytes(result.peakRssBytes)}`;
   const problems = result.problems.length === 0 ? '' : `; PROBLEMS: ${result.problems.join('; ')}`;
   return (
@@ -181,6 +188,7 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
     singleBodies: SINGLE_BODIES,
     withEventIds: options.withEventIds,
     receivedAt: startedAt.toISOString(),
+    withV7File: options.steps.has('client'),
   });
   progress(
     `generated ${formatCount(dataset.rows)} rows in ${formatSeconds((performance.now() - generating) / 1000)} s: ` +

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import autocannon from 'autocannon';
 import { generateNdjson } from '../seed/generate-metrics';
 import { METRICS_TABLE, NO_FK_TABLE, countRows, type BenchDatabase } from './bench-database';
+import { runClient } from './client-run';
 import { readProcessUsage, runTimedCommand, startService, type Service, type StopResult } from './child-processes';
 import type { RunId } from './contenders';
 import type { Dataset } from './dataset';
@@ -98,10 +99,18 @@ function answerProblems(answer: BulkAnswer, expectedRows: number, part: string):
 }
 
 /** Bulk NDJSON with wait=true: the whole file from one client, or one part per client in parallel. */
-export async function runBulk(context: RunContext, id: 'bulk-1' | 'bulk-n', round: number): Promise<RunResult> {
+export async function runBulk(
+  context: RunContext,
+  id: 'bulk-1' | 'bulk-n' | 'bulk-v7',
+  round: number,
+): Promise<RunResult> {
   const { dataset } = context;
   const files =
-    id === 'bulk-1' ? [{ file: dataset.ndjsonFile, rows: dataset.rows, bytes: dataset.ndjsonBytes }] : dataset.parts;
+    id === 'bulk-1'
+      ? [{ file: dataset.ndjsonFile, rows: dataset.rows, bytes: dataset.ndjsonBytes }]
+      : id === 'bulk-v7'
+        ? [{ ...requiredV7File(dataset), rows: dataset.rows }]
+        : dataset.parts;
   const problems: string[] = [];
   let seconds: number | undefined;
   const gateway = await startGatewayProcess(context, `round${round}-${id}`);
@@ -134,6 +143,11 @@ export async function runBulk(context: RunContext, id: 'bulk-1' | 'bulk-n', roun
     cpuSeconds: usage.cpuSeconds,
     problems,
   };
+}
+
+function requiredV7File(dataset: Dataset): { file: string; bytes: number } {
+  if (dataset.v7File === undefined) throw new Error('the dataset was written without its UUIDv7 file');
+  return dataset.v7File;
 }
 
 /** psql \copy of the COPY text into the table without foreign keys, or into user_metrics. */
@@ -298,6 +312,7 @@ export function runOne(context: RunContext, id: RunId, round: number): Promise<R
   switch (id) {
     case 'bulk-1':
     case 'bulk-n':
+    case 'bulk-v7':
       return runBulk(context, id, round);
     case 'copy-nofk':
     case 'copy-fk':
@@ -306,6 +321,8 @@ export function runOne(context: RunContext, id: RunId, round: number): Promise<R
     case 'single-nowait':
     case 'naive':
       return runSingle(context, id, round);
+    case 'client':
+      return runClient(context, round, startGatewayProcess);
   }
 }
 

@@ -59,7 +59,8 @@ describe('options', () => {
   it('has defaults that run every step but the big upload', () => {
     const options = parseBenchArgs([], defaultOut);
     if (options === 'help') throw new Error('unexpected help');
-    expect([...options.steps].sort()).toEqual(['bulk', 'copy', 'naive', 'single']);
+    expect([...options.steps].sort()).toEqual(['bulk', 'client', 'copy', 'naive', 'single']);
+    expect(options.clientRows).toBe(1_000_000);
     expect(options.out).toBe(defaultOut);
     expect(options.chart).toBe(path.resolve('bench/results.svg'));
     expect(selectedRuns(options.steps)).toEqual([...RUN_IDS]);
@@ -72,6 +73,14 @@ describe('options', () => {
     expect(options.rounds).toBe(1);
     expect([...options.steps].sort()).toEqual(['big', 'bulk', 'copy']);
     expect(selectedRuns(options.steps)).toEqual(['bulk-1', 'bulk-n', 'copy-nofk', 'copy-fk']);
+  });
+
+  it('reads --client-rows and runs the client step alone with --only client', () => {
+    const options = parseBenchArgs(['--client-rows', '20_000', '--only', 'client'], defaultOut);
+    if (options === 'help') throw new Error('unexpected help');
+    expect(options.clientRows).toBe(20_000);
+    expect(selectedRuns(options.steps)).toEqual(['bulk-v7', 'client']);
+    expect(() => parseBenchArgs(['--client-rows', '0'], defaultOut)).toThrow(UsageError);
   });
 
   it('refuses bad values with a usage error', () => {
@@ -145,6 +154,35 @@ describe('report', () => {
     expect(text).toMatch(/\| gateway single POST, wait=true \| 9,000 \|.*\| 6,000 \|/);
     expect(text).toContain('round 1: 3 non-2xx answers');
     expect(text).toContain('![ratios](results.svg)');
+    expect(text).not.toContain('## Client library');
+  });
+
+  it('puts the client beside bulk: its rows/s, the time of track(), and client ÷ bulk with UUIDv7 against 0.8x', () => {
+    const withClient = [
+      ...results,
+      result('bulk-v7', 1, 55_000),
+      result('client', 1, 99_000, {
+        trackP50Us: 0.8,
+        trackP99Us: 3.25,
+        count: 1_000_000,
+        clientCpuSeconds: 4.5,
+        cpuSeconds: 9,
+      }),
+    ];
+    const clientSummaries = summarize(withClient, RUN_IDS);
+    const clientRatios = computeRatios(clientSummaries, 4);
+    expect(clientRatios.find((entry) => entry.spec.id === 'client/bulk-v7')?.value).toBeCloseTo(1.8);
+    expect(clientRatios.find((entry) => entry.spec.id === 'client/bulk-1')?.value).toBeCloseTo(0.9);
+    const text = renderReport(
+      { date: new Date(), elapsedSeconds: 1, command: 'x', setup: [], rounds: 1, bulkClients: 4 },
+      clientSummaries,
+      clientRatios,
+      withClient,
+      undefined,
+    );
+    expect(text).toContain('| client track() ÷ gateway bulk, UUIDv7 event_ids ≥ 0.8x | 1.80x | reached |');
+    expect(text).toContain('## Client library (issue 10)');
+    expect(text).toContain('| 1,000,000 | 99,000 | 0.8 | 3.3 | 4.50 | 9.00 | 1.80x | 0.90x |');
   });
 });
 

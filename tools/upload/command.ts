@@ -4,7 +4,8 @@ import { access, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { readChunks, type UploadChunk } from './chunks';
-import { bulkUrl, sendChunk, type RejectRecord, type Retry } from './client';
+import { bulkUrl, type RejectRecord, type Retry } from 'metrics-gateway-client';
+import { sendChunk } from './client';
 import { Progress, formatCount } from './progress';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
@@ -288,7 +289,7 @@ export async function runUpload(
       }
       await rejectsFile.write(outcome.rejects);
       if (outcome.failure !== undefined) {
-        notUploaded = outcome.failure;
+        notUploaded = { fromLine: outcome.failure.fromLine, reason: outcome.failure.reason };
         lines += outcome.failure.fromLine - chunk.firstLine;
         break;
       }

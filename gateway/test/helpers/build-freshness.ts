@@ -4,10 +4,15 @@ import path from 'node:path';
 import ts from 'typescript';
 import { PROJECT_ROOT } from '../../src/paths';
 
-// Integration tests run the built dist/ (gateway processes, CLIs). `npm test` builds first; `npx jest`
-// does not, and a test against an older build passes or fails for the wrong code.
+// Integration tests run the built dist/ (gateway processes, CLIs) and client/dist/ (the upload tool
+// loads the client package from it). `npm test` builds first; `npx jest` does not, and a test against
+// an older build passes or fails for the wrong code.
 
-const BUILD_CONFIG = path.join(PROJECT_ROOT, 'tsconfig.build.json');
+/** The builds of `npm run build`, in its order: the client package first, which the tools import. */
+const BUILD_CONFIGS = [
+  path.join(PROJECT_ROOT, 'client', 'tsconfig.json'),
+  path.join(PROJECT_ROOT, 'tsconfig.build.json'),
+];
 
 function mtimeMs(file: string): number | undefined {
   try {
@@ -17,10 +22,9 @@ function mtimeMs(file: string): number | undefined {
   }
 }
 
-/** The first source of the build whose output in dist/ is missing or older than it; undefined when none is. */
-export function staleSource(): string | undefined {
+function staleSourceOf(config: string): string | undefined {
   const parsed = ts.getParsedCommandLineOfConfigFile(
-    BUILD_CONFIG,
+    config,
     {},
     {
       ...ts.sys,
@@ -29,7 +33,7 @@ export function staleSource(): string | undefined {
       },
     },
   );
-  if (parsed === undefined) throw new Error(`cannot read ${BUILD_CONFIG}`);
+  if (parsed === undefined) throw new Error(`cannot read ${config}`);
   for (const source of parsed.fileNames) {
     if (source.endsWith('.d.ts')) continue;
     const sourceTime = mtimeMs(source) ?? 0;
@@ -39,15 +43,26 @@ export function staleSource(): string | undefined {
   return undefined;
 }
 
-/** Builds dist/ (as `npm run build` does) when a source is newer than its output. */
+/** The first source of the build whose output (dist/, client/dist/) is missing or older than it; undefined when none is. */
+export function staleSource(): string | undefined {
+  for (const config of BUILD_CONFIGS) {
+    const stale = staleSourceOf(config);
+    if (stale !== undefined) return stale;
+  }
+  return undefined;
+}
+
+/** Builds dist/ and client/dist/ (as `npm run build` does) when a source is newer than its output. */
 export function ensureFreshBuild(log: (line: string) => void): void {
   const stale = staleSource();
   if (stale === undefined) return;
-  log(`dist/ is older than ${stale}: building it (npm run build) before the tests`);
-  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', BUILD_CONFIG], {
-    cwd: PROJECT_ROOT,
-    stdio: 'inherit',
-  });
+  log(`a build is older than ${stale}: building (npm run build) before the tests`);
+  for (const config of BUILD_CONFIGS) {
+    execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', config], {
+      cwd: PROJECT_ROOT,
+      stdio: 'inherit',
+    });
+  }
   const still = staleSource();
-  if (still !== undefined) throw new Error(`dist/ is still older than ${still} after the build`);
+  if (still !== undefined) throw new Error(`the build is still older than ${still} after building`);
 }

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { chunkFrom, readChunks, type ChunkOptions, type UploadChunk } from '../chunks';
-import { backoffMs, bulkUrl, retryAfterMs } from '../client';
+import { backoffMs, bulkUrl, retryAfterMs } from 'metrics-gateway-client';
 import { DEFAULT_CHUNK_LINES, UsageError, parseUploadArgs } from '../command';
 import { Progress, formatBytes, formatDuration } from '../progress';
 import { metricLine, uploadCapturing } from './upload-capturing';

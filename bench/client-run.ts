@@ -1,0 +1,97 @@
+// The `client` step: one process (this one) calls MetricsClient.track() once per event, as an
+// application would, and the library batches, compresses and sends them; end to end from the first
+// track() to close() resolving (every row committed). Reports rows/s and the time of track() itself.
+
+import { readFile } from 'node:fs/promises';
+import { setImmediate as yieldToEvents, setTimeout as sleep } from 'node:timers/promises';
+import { MetricsClient, type Metric } from 'metrics-gateway-client';
+import { METRICS_TABLE, countRows } from './bench-database';
+import type { RunResult } from './report';
+import type { Service } from './child-processes';
+import type { RunContext } from './runs';
+
+/** Rows the client may hold; the application waits (as one that watches pendingRows would) rather than drop. */
+const MAX_QUEUE_ROWS = 100_000;
+/** The application yields to the event loop this often, as any that handles I/O does. */
+const YIELD_EVERY = 1000;
+
+/** The dataset's rows as objects, without event_id (the client adds a UUIDv7 to each it tracks). */
+async function datasetRows(file: string): Promise<Metric[]> {
+  const text = await readFile(file, 'utf8');
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => {
+      const { event_id: _dropped, ...row } = JSON.parse(line) as Metric;
+      return row;
+    });
+}
+
+/** The q-th quantile of durations (sorted in place), in microseconds. */
+function quantileUs(nanoseconds: Float64Array, q: number): number {
+  if (nanoseconds.length === 0) return NaN;
+  return (nanoseconds[Math.min(nanoseconds.length - 1, Math.floor(q * nanoseconds.length))] as number) / 1000;
+}
+
+export async function runClient(
+  context: RunContext,
+  round: number,
+  startGateway: (context: RunContext, label: string) => Promise<Service>,
+): Promise<RunResult> {
+  const { options, dataset, progress } = context;
+  const events = options.clientRows;
+  const rows = await datasetRows(dataset.ndjsonFile);
+  const problems: string[] = [];
+  const trackNs = new Float64Array(events);
+  let seconds: number | undefined;
+  let retries = 0;
+  /** CPU time of this process (the application and the library) over the run. */
+  let clientCpuSeconds: number | undefined;
+  const gateway = await startGateway(context, `round${round}-client`);
+  try {
+    const client = new MetricsClient({ url: gateway.url, maxQueueRows: MAX_QUEUE_ROWS });
+    client.on('retry', () => (retries += 1));
+    client.on('refused', (refused) => problems.push(`${refused.length} rows refused: ${refused[0]?.error}`));
+    client.on('dropped', (dropped, reason, message) =>
+      problems.push(`${dropped.length} rows dropped (${reason}): ${message}`),
+    );
+    const started = performance.now();
+    const cpuBefore = process.cpuUsage();
+    for (let n = 0; n < events; n++) {
+      while (client.pendingRows >= MAX_QUEUE_ROWS) await sleep(1);
+      const metric = rows[n % rows.length] as Metric;
+      const before = process.hrtime.bigint();
+      client.track(metric);
+      trackNs[n] = Number(process.hrtime.bigint() - before);
+      if (n % YIELD_EVERY === YIELD_EVERY - 1) await yieldToEvents();
+    }
+    const totals = await client.close({ deadlineMs: 600_000 });
+    seconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
+    clientCpuSeconds = (cpu.user + cpu.system) / 1e6;
+    if (totals.stored !== events) problems.push(`stored ${totals.stored} of ${events} events`);
+  } catch (error) {
+    problems.push(`client run failed: ${(error as Error).message}`);
+  } finally {
+    const stopped = await gateway.stop();
+    if (stopped.exitCode !== 0) problems.push(`gateway exited with ${stopped.exitCode}; log: ${gateway.logFile}`);
+  }
+  const count = await countRows(context.db.pool, METRICS_TABLE);
+  if (count !== events) problems.push(`${METRICS_TABLE} holds ${count} rows, expected ${events}`);
+  trackNs.sort();
+  const usage = gateway.usage();
+  if (retries > 0) progress(`client: ${retries} requests sent again (429/503/network)`);
+  return {
+    id: 'client',
+    round,
+    value: seconds === undefined ? undefined : events / seconds,
+    seconds,
+    count,
+    trackP50Us: quantileUs(trackNs, 0.5),
+    trackP99Us: quantileUs(trackNs, 0.99),
+    ...(clientCpuSeconds === undefined ? {} : { clientCpuSeconds }),
+    peakRssBytes: usage.peakRssBytes,
+    cpuSeconds: usage.cpuSeconds,
+    problems,
+  };
+}
