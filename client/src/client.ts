@@ -75,31 +75,43 @@ const DEFAULTS = {
   concurrency: 4,
 } as const;
 
-/**
- * A batch's body and its rows, so that the rest of it can be sent again from any line. The rows, not
- * their JSON lines, are kept: they are held anyway, and lines kept for the life of a request would be
- * promoted to the old generation of the heap, which costs more garbage collection than encoding the
- * rest of a batch again in the rare partial answer.
- */
+/** A batch's body and its JSON lines, so that the rest of it can be sent again from any line. */
 interface BatchPart extends BulkPart {
-  readonly metrics: readonly Metric[];
+  readonly jsonLines: readonly string[];
 }
 
-function ndjsonOf(metrics: readonly Metric[]): string {
-  let text = '';
-  for (const metric of metrics) text += `${JSON.stringify(metric)}\n`;
-  return text;
+function ndjsonOf(jsonLines: readonly string[]): string {
+  return `${jsonLines.join('\n')}\n`;
 }
 
 function restOf(part: BatchPart, fromLine: number): BatchPart {
-  const metrics = part.metrics.slice(fromLine - 1);
+  const jsonLines = part.jsonLines.slice(fromLine - 1);
   return {
     firstLine: part.firstLine + fromLine - 1,
-    lines: metrics.length,
-    rows: metrics.length,
-    body: gzipSync(ndjsonOf(metrics), GZIP_OPTIONS),
-    metrics,
+    lines: jsonLines.length,
+    rows: jsonLines.length,
+    body: gzipSync(ndjsonOf(jsonLines), GZIP_OPTIONS),
+    jsonLines,
   };
+}
+
+/**
+ * The NDJSON line of a tracked metric, with a new UUIDv7 `event_id` first when it has none. Encoded
+ * when tracked: the line is what is held, not a copy of the metric, so a metric changed by the caller
+ * afterwards is sent as it was, and the held rows are flat strings, cheap for the garbage collector.
+ */
+function jsonLineOf(metric: Metric): string {
+  const json: unknown = JSON.stringify(metric);
+  if (typeof json !== 'string' || !json.startsWith('{')) {
+    throw new TypeError('track() takes a metric that JSON encodes as an object');
+  }
+  if (metric.event_id !== undefined) return json;
+  return json === '{}' ? `{"event_id":"${uuidv7()}"}` : `{"event_id":"${uuidv7()}",${json.slice(1)}`;
+}
+
+/** The metrics of held lines, for the events that report rows (decoded only when someone listens). */
+function metricsOf(jsonLines: readonly string[]): Metric[] {
+  return jsonLines.map((line) => JSON.parse(line) as Metric);
 }
 
 function positiveInteger(name: string, value: number): number {
@@ -116,13 +128,14 @@ function positiveInteger(name: string, value: number): number {
  * of these events). `queue` holds rows not yet in a batch from `head` on; `taken` counts rows ever
  * put in a batch and `flushUpTo` how many of them may go in a batch smaller than `flushAt` (flush(),
  * the interval, close()). `inFlight` holds the batches taken: at most `concurrency` being sent, and
- * one more being encoded (JSON, gzip) meanwhile, so that it goes as soon as a request ends;
+ * one more being compressed meanwhile, so that it goes as soon as a request ends;
  * `sending` counts requests, `slotWaiters` the batches waiting for one. `held` (queued and in
  * flight) never exceeds `maxQueueRows`.
  */
 export class MetricsClient extends EventEmitter<ClientEvents> {
   private readonly options: Required<Omit<ClientOptions, 'key'>> & { readonly key?: string };
-  private queue: Metric[] = [];
+  /** The NDJSON lines of the rows tracked and not yet in a batch (from `head` on). */
+  private queue: string[] = [];
   private head = 0;
   private taken = 0;
   private tracked = 0;
@@ -152,7 +165,8 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
   /**
    * Queues one metric and returns true; returns false (and emits `dropped`) when the queue holds
    * maxQueueRows already, or the client is closed: the newest row is refused, never the queue grown.
-   * Adds an `event_id` (UUIDv7) to a copy of the metric when it has none.
+   * The metric is encoded now, with an `event_id` (UUIDv7) added when it has none: changing the object
+   * afterwards changes nothing sent. Throws a TypeError for what is not an object JSON can encode.
    */
   track(metric: Metric): boolean {
     if (metric === null || typeof metric !== 'object') throw new TypeError('track() takes a metric object');
@@ -160,7 +174,7 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
     if (this.held >= this.options.maxQueueRows) {
       return this.drop([metric], 'queue_full', `${this.options.maxQueueRows} rows are held (maxQueueRows)`);
     }
-    this.queue.push(metric.event_id === undefined ? { ...metric, event_id: uuidv7() } : metric);
+    this.queue.push(jsonLineOf(metric));
     this.held += 1;
     this.tracked += 1;
     const queued = this.queue.length - this.head;
@@ -203,7 +217,9 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
         this.queue = [];
         this.head = 0;
         this.held -= rows.length;
-        if (rows.length > 0) this.drop(rows, 'close_deadline', `not sent within ${deadlineMs} ms of close()`);
+        if (rows.length > 0) {
+          this.drop(metricsOf(rows), 'close_deadline', `not sent within ${deadlineMs} ms of close()`);
+        }
         await Promise.all([...this.inFlight].map((batch) => batch.done));
       }
       return { tracked: this.tracked, ...this.totals };
@@ -245,12 +261,12 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
     if (this.queue.length - this.head > 0) this.armTimer();
   }
 
-  private async send(rows: readonly Metric[]): Promise<void> {
+  private async send(rows: readonly string[]): Promise<void> {
     let outcome: SendOutcome;
     let slot = false;
     try {
       const body = await gzipAsync(ndjsonOf(rows), GZIP_OPTIONS);
-      const part: BatchPart = { firstLine: 1, lines: rows.length, rows: rows.length, body, metrics: rows };
+      const part: BatchPart = { firstLine: 1, lines: rows.length, rows: rows.length, body, jsonLines: rows };
       await this.requestSlot();
       slot = true;
       outcome = await sendBulk(part, restOf, {
@@ -263,7 +279,7 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
         onRetry: (retry) => this.emit('retry', { ...retry, rows: retry.throughLine - retry.fromLine + 1 }),
       });
     } catch (error) {
-      // Not an answer (a row that JSON cannot encode, say): the batch is given up, and says why.
+      // Not an answer (gzip failed, say): the batch is given up, and says why.
       outcome = {
         accepted: 0,
         rejects: [],
@@ -293,32 +309,34 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
   }
 
   /** Tells of each row of a batch once: stored, refused or dropped. */
-  private settle(rows: readonly Metric[], outcome: SendOutcome): void {
+  private settle(rows: readonly string[], outcome: SendOutcome): void {
     const answeredLines = outcome.failure === undefined ? rows.length : outcome.failure.fromLine - 1;
     const refused = new Map<number, RefusedRow>();
     for (const record of outcome.rejects) {
       const through = Math.min(record.through ?? record.line, answeredLines);
       for (let line = record.line; line <= through; line++) {
-        const metric = rows[line - 1];
-        if (metric === undefined || refused.has(line)) continue;
+        const row = rows[line - 1];
+        if (row === undefined || refused.has(line)) continue;
         const details =
           record.through === undefined
             ? record.details
             : [{ message: `one of ${record.count} rows refused among lines ${record.line}..${record.through}` }];
-        refused.set(line, { metric, error: record.error, details });
+        refused.set(line, { metric: JSON.parse(row) as Metric, error: record.error, details });
       }
     }
-    const stored = rows.slice(0, answeredLines).filter((_, index) => !refused.has(index + 1));
-    if (stored.length > 0) {
-      this.totals.stored += stored.length;
-      this.emit('stored', stored);
+    const storedCount = answeredLines - refused.size;
+    if (storedCount > 0) {
+      this.totals.stored += storedCount;
+      if (this.listenerCount('stored') > 0) {
+        this.emit('stored', metricsOf(rows.slice(0, answeredLines).filter((_, index) => !refused.has(index + 1))));
+      }
     }
     if (refused.size > 0) {
       this.totals.refused += refused.size;
       this.emit('refused', [...refused.values()]);
     }
     if (outcome.failure !== undefined) {
-      this.drop(rows.slice(answeredLines), dropReason(outcome.failure), outcome.failure.reason);
+      this.drop(metricsOf(rows.slice(answeredLines)), dropReason(outcome.failure), outcome.failure.reason);
     }
   }
 

@@ -228,3 +228,18 @@ it('refuses bad options and a bad URL when made, not at the first flush', () => 
   expect(() => new MetricsClient({ url, flushAt: 0 })).toThrow(/flushAt/);
   expect(() => new MetricsClient({ url, maxQueueRows: 1.5 })).toThrow(/maxQueueRows/);
 });
+
+it('sends a metric as it was when tracked, and refuses one JSON cannot encode without queueing it', async () => {
+  const { client, stored, dropped } = recorded({ flushAt: 10 });
+  const changing = metric(1);
+  expect(client.track(changing)).toBe(true);
+  (changing as { talked_time: number }).talked_time = 999;
+  expect(() => client.track({ ...metric(2), talked_time: 2n } as unknown as Metric)).toThrow(TypeError);
+  expect(client.track({} as Metric)).toBe(true);
+  expect(client.pendingRows).toBe(2);
+  await client.close();
+  const sent = requests.flatMap((request) => request.lines);
+  expect(sent).toEqual([{ event_id: expect.any(String), ...metric(1) }, { event_id: expect.any(String) }]);
+  expect(stored.map((row) => row.talked_time)).toEqual([1, undefined]);
+  expect(dropped).toEqual([]);
+});
