@@ -3,7 +3,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CONFIG_VARIABLE_NAMES } from '../gateway/src/config';
@@ -24,6 +24,7 @@ import { DATASET_START_MS, writeDataset, type Dataset } from './dataset';
 import { USAGE, UsageError, parseBenchArgs, type BenchOptions } from './options';
 import { chartBars, computeRatios, renderReport, summarize, type BigUploadResult, type RunResult } from './report';
 import { runBigUpload, runOne, type RunContext } from './runs';
+import { ROUNDS_MARKS, splicePart } from './results-file';
 import { runSustained } from './sustained';
 import { formatBytes, formatCount, formatRatio, formatSeconds, median, rotate } from './stats';
 
@@ -300,7 +301,8 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
     results,
     big,
   );
-  await writeFile(options.out, report);
+  const existing = await readFile(options.out, 'utf8').catch(() => '');
+  await writeFile(options.out, splicePart(existing, ROUNDS_MARKS, report, 'top'));
   progress(`wrote ${path.relative(process.cwd(), options.out)} and ${path.relative(process.cwd(), options.chart)}`);
   progress(`done in ${formatSeconds((performance.now() - started) / 1000)} s`);
 

@@ -34,6 +34,7 @@ import {
 import { uploadNdjson } from './http-upload';
 import type { BenchOptions } from './options';
 import { renderRateChart } from './rate-chart';
+import { SUSTAINED_MARKS, splicePart } from './results-file';
 import type { Resources } from './run';
 import { GATEWAY_URL } from './runs';
 import { formatBytes, formatCount } from './stats';
@@ -43,8 +44,6 @@ const DAY_MS = 86_400_000;
 const REQUEST_ROWS = 50_000;
 /** The last migration of the single-table layout. */
 const SINGLE_TABLE_UP_TO = '0006';
-export const SUSTAINED_MARK_START = '<!-- sustained: start (npm run bench -- --sustained writes this part) -->';
-export const SUSTAINED_MARK_END = '<!-- sustained: end -->';
 
 interface Layout {
   readonly label: string;
@@ -120,16 +119,6 @@ function startGateway(layout: Layout, workDir: string, logLevel: string, name: s
 /** Rows per reported step: a million, or a tenth of a smaller run. */
 export function sustainedStep(rows: number): number {
   return rows >= 5_000_000 ? 1_000_000 : Math.max(1, Math.ceil(rows / 10));
-}
-
-/** Replaces the sustained part of `report` (between the marks), or appends it. */
-export function spliceSustained(report: string, part: string): string {
-  const block = `${SUSTAINED_MARK_START}\n${part.trimEnd()}\n${SUSTAINED_MARK_END}\n`;
-  const start = report.indexOf(SUSTAINED_MARK_START);
-  const end = report.indexOf(SUSTAINED_MARK_END);
-  if (start >= 0 && end > start)
-    return report.slice(0, start) + block + report.slice(end + SUSTAINED_MARK_END.length + 1);
-  return `${report.trimEnd()}\n\n${block}`;
 }
 
 /**
@@ -319,7 +308,7 @@ export async function runSustained(
     ...(problems.length > 0 ? ['Problems:', '', ...problems.map((p) => `- ${p}`), ''] : []),
   ];
   const existing = await readFile(options.out, 'utf8').catch(() => '# Benchmark results\n');
-  await writeFile(options.out, spliceSustained(existing, lines.join('\n')));
+  await writeFile(options.out, splicePart(existing, SUSTAINED_MARKS, lines.join('\n'), 'end'));
   progress(`wrote ${path.relative(process.cwd(), options.out)} and ${path.relative(process.cwd(), chartPath)}`);
   for (const problem of problems) progress(`problem: ${problem}`);
   return problems.length === 0;

@@ -5,7 +5,8 @@ import { checkMetric } from '../../gateway/src/ingest/schema';
 import { FLEET_DEVICES, FLEET_USERS, LATE_MAX_MS, fleetBody } from '../fleet';
 import { parseBenchArgs } from '../options';
 import { renderRateChart } from '../rate-chart';
-import { SUSTAINED_MARK_END, SUSTAINED_MARK_START, spliceSustained, sustainedStep } from '../sustained';
+import { ROUNDS_MARKS, SUSTAINED_MARKS, splicePart } from '../results-file';
+import { sustainedStep } from '../sustained';
 
 const HOUR = 3_600_000;
 
@@ -49,12 +50,25 @@ describe('the sustained report', () => {
   });
 
   it('replaces its own part of RESULTS.md and keeps the rest', () => {
-    const first = spliceSustained('# Benchmark results\n\nrounds\n', 'run 1');
-    expect(first).toContain(`${SUSTAINED_MARK_START}\nrun 1\n${SUSTAINED_MARK_END}`);
-    const second = spliceSustained(`${first}\nafter\n`, 'run 2');
+    const first = splicePart('# Benchmark results\n\nrounds\n', SUSTAINED_MARKS, 'run 1', 'end');
+    expect(first).toContain(`${SUSTAINED_MARKS.start}\nrun 1\n${SUSTAINED_MARKS.end}`);
+    const second = splicePart(`${first}\nafter\n`, SUSTAINED_MARKS, 'run 2', 'end');
     expect(second).not.toContain('run 1');
     expect(second).toContain('rounds');
     expect(second).toContain('after');
+  });
+
+  it('the rounds replace their own part too: sections added by hand and the sustained part stay', () => {
+    const handWritten = '## Added by hand: a figure\n\n42\n';
+    const sustained = splicePart(handWritten, SUSTAINED_MARKS, 'sustained run', 'end');
+    const first = splicePart(sustained, ROUNDS_MARKS, '# Benchmark results\n\nround 1', 'top');
+    expect(first.indexOf('round 1')).toBeLessThan(first.indexOf('Added by hand'));
+    const second = splicePart(first, ROUNDS_MARKS, '# Benchmark results\n\nround 2', 'top');
+    expect(second).not.toContain('round 1');
+    expect(second).toContain('round 2');
+    expect(second).toContain('## Added by hand: a figure\n\n42');
+    expect(second).toContain('sustained run');
+    expect(splicePart('', ROUNDS_MARKS, 'only', 'top')).toBe(`${ROUNDS_MARKS.start}\nonly\n${ROUNDS_MARKS.end}\n`);
   });
 
   it('draws one line per layout', () => {
