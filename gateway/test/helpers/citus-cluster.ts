@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { escapeIdentifier } from 'pg';
-import { withClient } from '../../src/db/dev-postgres';
+import { databaseUrl, withClient } from '../../src/db/dev-postgres';
 import { addRunNote } from './run-notes';
 
 // A Citus cluster for tests: a coordinator and two workers, each an extra PostgreSQL cluster of the
@@ -55,6 +55,9 @@ export function describeOnCitus(testFile: string, untested: string): jest.Descri
 export interface CitusCluster {
   /** The coordinator's database, with Citus and both workers added. */
   readonly url: string;
+  /** The maintenance database of the coordinator and of each worker, for createCitusDatabase. */
+  readonly serverUrl: string;
+  readonly workerServerUrls: readonly string[];
   /** Each worker's database, for checks that look at the shards themselves. */
   readonly workerUrls: readonly string[];
   /** Stops worker `index` (0 or 1) at once, as a crash would; startWorker brings it back. */
@@ -119,19 +122,16 @@ export async function startCitusCluster(): Promise<CitusCluster> {
       const node = { dataDir, port: await freePort() };
       await pgCtl(node, 'start', '-o', `-p ${node.port}`);
       nodes.push(node);
-      await withClient(nodeUrl(node.port, 'postgres'), (client) =>
-        client.query(`CREATE DATABASE ${escapeIdentifier(DATABASE)}`),
-      );
-      await withClient(nodeUrl(node.port, DATABASE), (client) => client.query('CREATE EXTENSION citus'));
     }
     const [coordinator, ...workers] = nodes as [Node, ...Node[]];
-    await withClient(nodeUrl(coordinator.port, DATABASE), async (client) => {
-      await client.query(`SELECT citus_set_coordinator_host('127.0.0.1', $1)`, [coordinator.port]);
-      for (const worker of workers) await client.query(`SELECT citus_add_node('127.0.0.1', $1)`, [worker.port]);
-    });
+    const serverUrl = nodeUrl(coordinator.port, 'postgres');
+    const workerServerUrls = workers.map((worker) => nodeUrl(worker.port, 'postgres'));
+    await createCitusDatabase(serverUrl, workerServerUrls, DATABASE);
     let stopping: Promise<void> | undefined;
     return {
       url: nodeUrl(coordinator.port, DATABASE),
+      serverUrl,
+      workerServerUrls,
       workerUrls: workers.map((worker) => nodeUrl(worker.port, DATABASE)),
       stopWorker: (index) => stopNode(workers[index] as Node, 'immediate'),
       startWorker: async (index) => {
@@ -143,6 +143,39 @@ export async function startCitusCluster(): Promise<CitusCluster> {
   } catch (error) {
     await stopAll();
     throw error;
+  }
+}
+
+/**
+ * A database of that name on every node, with the citus extension, and on the coordinator the nodes
+ * added (Citus keeps its metadata per database). Every node must be on 127.0.0.1.
+ */
+export async function createCitusDatabase(
+  serverUrl: string,
+  workerServerUrls: readonly string[],
+  name: string,
+): Promise<string> {
+  for (const url of [serverUrl, ...workerServerUrls]) {
+    await withClient(url, (client) => client.query(`CREATE DATABASE ${escapeIdentifier(name)}`));
+    await withClient(databaseUrl(url, name), (client) => client.query('CREATE EXTENSION citus'));
+  }
+  await withClient(databaseUrl(serverUrl, name), async (client) => {
+    await client.query(`SELECT citus_set_coordinator_host('127.0.0.1', $1)`, [Number(new URL(serverUrl).port)]);
+    for (const url of workerServerUrls) {
+      await client.query(`SELECT citus_add_node('127.0.0.1', $1)`, [Number(new URL(url).port)]);
+    }
+  });
+  return databaseUrl(serverUrl, name);
+}
+
+/** Drops the database on every node, workers first. */
+export async function dropCitusDatabase(
+  serverUrl: string,
+  workerServerUrls: readonly string[],
+  name: string,
+): Promise<void> {
+  for (const url of [...workerServerUrls, serverUrl]) {
+    await withClient(url, (client) => client.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`));
   }
 }
 
