@@ -213,6 +213,20 @@ describeOnCitus('citus.test.ts', 'the gateway on a Citus coordinator with two wo
       }
     });
 
+    it('writes a batch over one connection per worker: one prepared transaction each, however many shards', async () => {
+      const notices: string[] = [];
+      const logged = new Pool({ connectionString: cluster.url, max: 1, options: '-c citus.log_remote_commands=on' });
+      logged.on('connect', (client) => client.on('notice', (notice) => notices.push(notice.message ?? '')));
+      try {
+        const users = Array.from({ length: 16 }, (_, i) => i + 5);
+        await createMetricsWriter(logged).write(users.map((userId) => row(userId, 901)));
+      } finally {
+        await logged.end();
+      }
+      expect(await count('user_metrics WHERE talked_time = 901')).toBe(16);
+      expect(notices.filter((message) => message.startsWith('issuing PREPARE TRANSACTION'))).toHaveLength(2);
+    });
+
     it('replays a spool: skips the ranges committed with their rows, stores the rest once', async () => {
       const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-citus-replay-'));
       try {
