@@ -1,12 +1,11 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { appendFile, chown, cp, mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { escapeIdentifier } from 'pg';
-import { databaseUrl, withClient } from '../../src/db/dev-postgres';
+import { databaseUrl, findFreePort, withClient } from '../../src/db/dev-postgres';
 import { addRunNote } from './run-notes';
 
 // A Citus cluster for tests: a coordinator and two workers, each an extra PostgreSQL cluster of the
@@ -119,7 +118,7 @@ export async function startCitusCluster(): Promise<CitusCluster> {
       const dataDir = path.join(dir, `n${i}`);
       await cp(template, dataDir, { recursive: true, preserveTimestamps: true });
       if (account) await run('chown', ['-R', `${account.uid}:${account.gid}`, dataDir]);
-      const node = { dataDir, port: await freePort() };
+      const node = { dataDir, port: await findFreePort() };
       await pgCtl(node, 'start', '-o', `-p ${node.port}`);
       nodes.push(node);
     }
@@ -187,15 +186,4 @@ async function systemUser(name: string): Promise<{ uid: number; gid: number }> {
   const { stdout } = await run('id', ['-u', name]);
   const { stdout: group } = await run('id', ['-g', name]);
   return { uid: Number(stdout.trim()), gid: Number(group.trim()) };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
