@@ -168,6 +168,51 @@ describeOnCitus('citus.test.ts', 'the gateway on a Citus coordinator with two wo
       await pool.query(`INSERT INTO devices (id) VALUES ($1)`, [DEVICE]);
     });
 
+    it('lets no orphan in when a user is deleted while its metrics are being inserted, in either order', async () => {
+      await pool.query(`INSERT INTO users (id, name) VALUES (40, 'forty'), (41, 'forty-one')`);
+      const settled = <T>(promise: Promise<T>) => {
+        const state = { done: false };
+        void promise.then(
+          () => (state.done = true),
+          () => (state.done = true),
+        );
+        return state;
+      };
+      const session = new Client({ connectionString: cluster.url });
+      await session.connect();
+      try {
+        // An insert in flight: the delete waits for it on the workers, then cascades to its rows.
+        await session.query('BEGIN');
+        await session.query(`INSERT INTO user_metrics (user_id, talked_time, microphone_used, speaker_used, time_recorded)
+                             SELECT 40, g, true, false, '2026-01-01Z' FROM generate_series(1, 100) g`);
+        const deleting = pool.query('DELETE FROM users WHERE id = 40');
+        const deleted = settled(deleting);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(deleted.done).toBe(false);
+        await session.query('COMMIT');
+        await deleting;
+        expect(await count('user_metrics WHERE user_id = 40')).toBe(0);
+
+        // A delete in flight: the insert waits for it, then is refused.
+        await session.query('BEGIN');
+        await session.query('DELETE FROM users WHERE id = 41');
+        const inserting = pool
+          .query(
+            `INSERT INTO user_metrics (user_id, talked_time, microphone_used, speaker_used, time_recorded)
+                  VALUES (41, 1, true, false, '2026-01-01Z')`,
+          )
+          .then(() => 'stored', sqlState);
+        const inserted = settled(inserting);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(inserted.done).toBe(false);
+        await session.query('COMMIT');
+        expect(await inserting).toBe('23503');
+        expect(await count('user_metrics WHERE user_id = 41')).toBe(0);
+      } finally {
+        await session.end();
+      }
+    });
+
     it('answers a lost COMMIT from the coordinator: a committed two-phase transaction is not written again', async () => {
       const writer = createMetricsWriter(pool);
       const users = [6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
