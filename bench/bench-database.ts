@@ -38,8 +38,7 @@ export async function createBenchDatabase(
   const name = `mg_bench_${randomBytes(4).toString('hex')}`;
   await withClient(server.url, (client) => client.query(`CREATE DATABASE ${escapeIdentifier(name)}`));
   const url = databaseUrl(server.url, name);
-  // No statement of the benchmark's own may hang a run forever (a TRUNCATE behind a stuck lock, say).
-  const pool = new Pool({ connectionString: url, max: 2, application_name: 'mg-bench', statement_timeout: 600_000 });
+  const pool = benchPool(url);
   let dropping: Promise<void> | undefined;
   const drop = (): Promise<void> =>
     (dropping ??= (async () => {
@@ -49,18 +48,57 @@ export async function createBenchDatabase(
       );
     })());
   try {
-    await migrate(pool, logger, migrationsDir);
-    const applied = await pool.query<{ name: string }>('SELECT name FROM pgmigrations ORDER BY run_on, id');
-    await seedDemoData(pool);
-    await pool.query(`CREATE TABLE ${NO_FK_TABLE} (LIKE ${METRICS_TABLE} INCLUDING ALL)`);
-    // Autovacuum would analyze the freshly seeded tables at some moment during the benchmark, and the
-    // plan of every per-row foreign-key check can change with it; analyzing now makes all runs equal.
-    await pool.query('VACUUM ANALYZE users, devices');
-    return { name, url, pool, migrations: applied.rows.map((row) => row.name), drop };
+    return { name, url, pool, migrations: await prepare(pool, logger, migrationsDir), drop };
   } catch (error) {
     await drop().catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * A database on a Citus coordinator (`--citus`): the citus extension installed and the workers added.
+ * Migrated (0008 distributes the tables) and seeded like a bench database; emptied before each run,
+ * never dropped: it is the caller's.
+ */
+export async function openCitusBenchDatabase(url: string, logger: Logger): Promise<BenchDatabase> {
+  const pool = benchPool(url);
+  try {
+    const citus = await pool.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`);
+    if (citus.rowCount === 0) throw new Error('--citus: that database has no citus extension (CREATE EXTENSION citus)');
+    const migrations = await prepare(pool, logger);
+    return { name: new URL(url).pathname.slice(1), url, pool, migrations, drop: () => pool.end() };
+  } catch (error) {
+    await pool.end().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Citus's version and where its workers are, for the report. */
+export async function describeCitus(pool: Pool): Promise<string> {
+  const { rows } = await pool.query<{ version: string; workers: string[] | null }>(
+    `SELECT citus_version() AS version,
+            array_agg(nodename || ':' || nodeport ORDER BY nodeid) FILTER (WHERE shouldhaveshards AND groupid <> 0) AS workers
+       FROM pg_dist_node`,
+  );
+  const facts = rows[0];
+  return `${facts?.version.split(' on ')[0] ?? 'Citus'}, workers ${(facts?.workers ?? []).join(', ')}`;
+}
+
+// No statement of the benchmark's own may hang a run forever (a TRUNCATE behind a stuck lock, say).
+function benchPool(url: string): Pool {
+  return new Pool({ connectionString: url, max: 2, application_name: 'mg-bench', statement_timeout: 600_000 });
+}
+
+/** Migrates, seeds the demo users and devices, adds the no-FK table; returns the applied migrations. */
+async function prepare(pool: Pool, logger: Logger, migrationsDir?: string): Promise<string[]> {
+  await migrate(pool, logger, migrationsDir);
+  const applied = await pool.query<{ name: string }>('SELECT name FROM pgmigrations ORDER BY run_on, id');
+  await seedDemoData(pool);
+  await pool.query(`CREATE TABLE IF NOT EXISTS ${NO_FK_TABLE} (LIKE ${METRICS_TABLE} INCLUDING ALL)`);
+  // Autovacuum would analyze the freshly seeded tables at some moment during the benchmark, and the
+  // plan of every per-row foreign-key check can change with it; analyzing now makes all runs equal.
+  await pool.query('VACUUM ANALYZE users, devices');
+  return applied.rows.map((row) => row.name);
 }
 
 const INSUFFICIENT_PRIVILEGE = '42501';

@@ -1,7 +1,8 @@
 // What the benchmark runs, and which of its results are compared with which.
 
 /** The groups that `--only` selects; `big` is the 2 GB streaming upload (`--big`). */
-export const STEP_NAMES = ['bulk', 'copy', 'single', 'naive', 'client', 'big'] as const;
+/** `citus` is bulk through a Citus coordinator (`--citus URL`), beside `bulk-1` on the single server. */
+export const STEP_NAMES = ['bulk', 'copy', 'single', 'naive', 'client', 'big', 'citus'] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
 /** The runs that are repeated in rounds. */
@@ -15,6 +16,7 @@ export const RUN_IDS = [
   'naive',
   'bulk-v7',
   'client',
+  'bulk-citus',
 ] as const;
 export type RunId = (typeof RUN_IDS)[number];
 
@@ -36,6 +38,7 @@ export const RUN_SPECS: Readonly<Record<RunId, RunSpec>> = {
   naive: { id: 'naive', step: 'naive', unit: 'req/s' },
   'bulk-v7': { id: 'bulk-v7', step: 'client', unit: 'rows/s' },
   client: { id: 'client', step: 'client', unit: 'rows/s' },
+  'bulk-citus': { id: 'bulk-citus', step: 'citus', unit: 'rows/s' },
 };
 
 /** What the runs are, in words, given the client count of the parallel bulk run. */
@@ -59,6 +62,8 @@ export function runLabel(id: RunId, bulkClients: number): string {
       return 'gateway bulk NDJSON, 1 client, wait=true, rows with UUIDv7 event_ids (as the client sends)';
     case 'client':
       return 'client library: track() per event, 1 process, wait=true batches';
+    case 'bulk-citus':
+      return 'gateway bulk NDJSON, 1 client, wait=true, through a Citus coordinator (--citus)';
   }
 }
 
@@ -86,6 +91,8 @@ export const RATIO_SPECS: readonly RatioSpec[] = [
   // (the idempotent insert path costs the gateway the same on both sides); beside plain bulk for scale.
   { id: 'client/bulk-v7', numerator: 'client', denominator: 'bulk-v7', target: 0.8 },
   { id: 'client/bulk-1', numerator: 'client', denominator: 'bulk-1' },
+  // Issue 12: the same upload through a Citus coordinator, beside the single server.
+  { id: 'bulk-citus/bulk-1', numerator: 'bulk-citus', denominator: 'bulk-1' },
 ];
 
 /** A short label of a ratio for the chart and the table. */
@@ -100,6 +107,7 @@ export function ratioLabel(spec: RatioSpec, bulkClients: number): string {
     naive: 'naive server',
     'bulk-v7': 'gateway bulk, UUIDv7 event_ids',
     client: 'client track()',
+    'bulk-citus': 'gateway bulk via Citus',
   };
   return `${short[spec.numerator]} ÷ ${short[spec.denominator]}`;
 }

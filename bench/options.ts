@@ -26,6 +26,8 @@ export interface BenchOptions {
   readonly chart: string;
   /** The sustained run of issue 11 (bench/sustained.ts) instead of the rounds. */
   readonly sustained: boolean;
+  /** A database on a Citus coordinator for the `citus` step (`--citus`); migrated and seeded, not dropped. */
+  readonly citusUrl?: string;
 }
 
 export class UsageError extends Error {}
@@ -67,6 +69,8 @@ PostgreSQL in a temporary folder; a database mg_bench_<random> is created and dr
   --event-ids       give every generated row an event_id (the idempotent insert path)
   --sustained       instead: --rows (default ${DEFAULTS.sustainedRows}) of a fleet through the bulk endpoint, the rate of every
                     million rows for the partitioned layout and the single table side by side (bench/sustained.ts)
+  --citus URL       also upload the bulk file through a gateway on URL, a database on a Citus coordinator
+                    (citus extension, workers added; migrated, seeded and emptied, not dropped), beside bulk-1
   --log-level L     LOG_LEVEL of the gateway under test (default ${DEFAULTS.gatewayLogLevel}: no per-request log lines)
   --out FILE        the report (default bench/RESULTS.md)
   --chart FILE      the chart (default: results.svg beside the default report, else FILE of --out with .svg)
@@ -101,6 +105,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
         'event-ids': { type: 'boolean', default: false },
         sustained: { type: 'boolean', default: false },
         'log-level': { type: 'string' },
+        citus: { type: 'string' },
         out: { type: 'string' },
         chart: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -116,6 +121,12 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
       ? new Set<StepName>(['bulk', 'copy', 'single', 'naive', 'client'])
       : parseSteps(values.only);
   if (values.big) steps.add('big');
+  if (values.citus !== undefined) {
+    if (!URL.canParse(values.citus)) throw new UsageError('--citus must be a postgres:// URL');
+    steps.add('citus').add('bulk');
+  } else if (steps.has('citus')) {
+    throw new UsageError('--only citus needs --citus URL');
+  }
 
   const logLevel = values['log-level'] ?? DEFAULTS.gatewayLogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -150,6 +161,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
     out,
     chart: path.resolve(values.chart ?? defaultChartPath(out, path.resolve(defaultOut))),
     sustained: values.sustained,
+    ...(values.citus === undefined ? {} : { citusUrl: values.citus }),
   };
 }
 

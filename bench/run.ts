@@ -12,6 +12,8 @@ import { createLogger } from '../gateway/src/logger';
 import { PROJECT_ROOT } from '../gateway/src/paths';
 import {
   createBenchDatabase,
+  describeCitus,
+  openCitusBenchDatabase,
   describeServer,
   openBenchServer,
   resetTables,
@@ -54,6 +56,8 @@ export interface Resources {
   db?: BenchDatabase;
   /** The sustained run's second database. */
   otherDb?: BenchDatabase;
+  /** The database on a Citus coordinator (`--citus`); its pool is ended, the database kept. */
+  citusDb?: BenchDatabase;
   workDir?: string;
 }
 
@@ -62,6 +66,7 @@ async function release(resources: Resources): Promise<void> {
   const steps: [string, (() => Promise<void>) | undefined][] = [
     ['drop the bench database', resources.db?.drop],
     ['drop the other bench database', resources.otherDb?.drop],
+    ['close the Citus database', resources.citusDb?.drop],
     ['stop the embedded PostgreSQL', resources.server?.stop],
     [
       'remove the work folder',
@@ -178,6 +183,10 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
   const db = resources.db;
   const server = await describeServer(db.pool);
   progress(`database ${db.name}: migrated (${db.migrations.join(', ')}), seeded, ${'user_metrics_nofk'} created`);
+  if (options.citusUrl !== undefined) {
+    resources.citusDb = await openCitusBenchDatabase(options.citusUrl, logger);
+    progress(`Citus coordinator database ${resources.citusDb.name}: migrated, seeded (--citus)`);
+  }
 
   const generating = performance.now();
   const dataset = await writeDataset({
@@ -199,6 +208,7 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
   const context: RunContext = {
     options,
     db,
+    ...(resources.citusDb === undefined ? {} : { citusDb: resources.citusDb }),
     dataset,
     workDir: resources.workDir,
     gatewayScript: path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'main.js'),
@@ -211,7 +221,7 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
     // Each round starts with another contender, so none is always first (or always after the same one).
     for (const id of rotate(runs, round - 1)) {
       progress(`round ${round}/${options.rounds} · ${describeRun(options, id, dataset)}`);
-      await resetTables(db.pool);
+      await resetTables(id === 'bulk-citus' && resources.citusDb ? resources.citusDb.pool : db.pool);
       let result: RunResult;
       try {
         result = await runOne(context, id, round);
@@ -267,6 +277,16 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
     ['PostgreSQL', `${server.version}, ${resources.server.source}`],
     ['PostgreSQL settings', server.settings],
     ['migrations', db.migrations.join(', ')],
+    ...(resources.citusDb === undefined
+      ? []
+      : [
+          [
+            'Citus (--citus, bulk-citus)',
+            `${await describeCitus(resources.citusDb.pool)}; on one machine all nodes share its cores: ` +
+              'the ratio measures the overhead of the coordinator and two-phase commit, not scale-out ' +
+              '(docs/operations.md, "Citus")',
+          ] as [string, string],
+        ]),
     ['gateway', `${gitRevision()}; LOG_LEVEL=${options.gatewayLogLevel}`],
     [
       'gateway environment',

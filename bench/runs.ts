@@ -17,6 +17,8 @@ import { formatBytes, formatCount } from './stats';
 export interface RunContext {
   readonly options: BenchOptions;
   readonly db: BenchDatabase;
+  /** The database on a Citus coordinator (`--citus`), for bulk-citus. */
+  readonly citusDb?: BenchDatabase;
   readonly dataset: Dataset;
   /** Logs of the child processes go here. */
   readonly workDir: string;
@@ -101,12 +103,12 @@ function answerProblems(answer: BulkAnswer, expectedRows: number, part: string):
 /** Bulk NDJSON with wait=true: the whole file from one client, or one part per client in parallel. */
 export async function runBulk(
   context: RunContext,
-  id: 'bulk-1' | 'bulk-n' | 'bulk-v7',
+  id: 'bulk-1' | 'bulk-n' | 'bulk-v7' | 'bulk-citus',
   round: number,
 ): Promise<RunResult> {
   const { dataset } = context;
   const files =
-    id === 'bulk-1'
+    id === 'bulk-1' || id === 'bulk-citus'
       ? [{ file: dataset.ndjsonFile, rows: dataset.rows, bytes: dataset.ndjsonBytes }]
       : id === 'bulk-v7'
         ? [{ ...requiredV7File(dataset), rows: dataset.rows }]
@@ -323,6 +325,9 @@ export function runOne(context: RunContext, id: RunId, round: number): Promise<R
       return runSingle(context, id, round);
     case 'client':
       return runClient(context, round, startGatewayProcess);
+    case 'bulk-citus':
+      if (context.citusDb === undefined) throw new Error('bulk-citus needs --citus');
+      return runBulk({ ...context, db: context.citusDb }, id, round);
   }
 }
 

@@ -63,7 +63,21 @@ describe('options', () => {
     expect(options.clientRows).toBe(1_000_000);
     expect(options.out).toBe(defaultOut);
     expect(options.chart).toBe(path.resolve('bench/results.svg'));
-    expect(selectedRuns(options.steps)).toEqual([...RUN_IDS]);
+    expect(selectedRuns(options.steps)).toEqual(RUN_IDS.filter((id) => id !== 'bulk-citus'));
+    expect(options.citusUrl).toBeUndefined();
+  });
+
+  it('adds bulk through a Citus coordinator beside bulk-1 with --citus URL, and wants the URL for --only citus', () => {
+    const url = 'postgres://postgres@127.0.0.1:9700/metrics';
+    const options = parseBenchArgs(['--only', 'bulk', '--citus', url], defaultOut);
+    if (options === 'help') throw new Error('unexpected help');
+    expect(options.citusUrl).toBe(url);
+    expect(selectedRuns(options.steps)).toEqual(['bulk-1', 'bulk-n', 'bulk-citus']);
+    const alone = parseBenchArgs(['--only', 'citus', '--citus', url], defaultOut);
+    if (alone === 'help') throw new Error('unexpected help');
+    expect(selectedRuns(alone.steps)).toEqual(['bulk-1', 'bulk-n', 'bulk-citus']);
+    expect(() => parseBenchArgs(['--only', 'citus'], defaultOut)).toThrow(/needs --citus/);
+    expect(() => parseBenchArgs(['--citus', 'not a url'], defaultOut)).toThrow(UsageError);
   });
 
   it('reads sizes, --only and --big', () => {

@@ -360,7 +360,7 @@ function serverEnvironment(): NodeJS.ProcessEnv {
 }
 
 /** Binding port 0 makes the kernel pick a free port; the server binds it again right after. */
-function findFreePort(): Promise<number> {
+export function findFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

@@ -135,7 +135,13 @@ async function step<T>(pool: Pool, lockTimeoutMs: number, work: (client: PoolCli
   let failed: Error | undefined;
   try {
     await client.query('BEGIN');
-    await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`]);
+    // On Citus (migration 0008) a step's ATTACH follows a DELETE over every shard of the default
+    // partition, and with foreign keys to reference tables Citus wants both on one connection per
+    // node; on plain PostgreSQL the setting is an unused placeholder.
+    await client.query(
+      `SELECT set_config('lock_timeout', $1, true), set_config('citus.multi_shard_modify_mode', 'sequential', true)`,
+      [`${lockTimeoutMs}ms`],
+    );
     await client.query('SELECT pg_advisory_xact_lock($1)', [MAINTENANCE_LOCK_KEY]);
     const result = await work(client);
     await client.query('COMMIT');

@@ -7,7 +7,28 @@ export type FailureKind =
 
 export function sqlState(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return undefined;
+  return code === 'XX000' ? (citusCopyConstraintState(error) ?? code) : code;
+}
+
+/**
+ * Citus 13 (migration 0008) passes on a worker's refusal of a COPY row with the worker's message but
+ * SQLSTATE XX000 (its ReportCopyError keeps no code). The constraint violations are told apart by
+ * PostgreSQL's own wording of them, so that a duplicate event_id or an unknown user is handled as on
+ * one server; the workers must then report in English (lc_messages C or en, the images' default).
+ */
+const CITUS_COPY_CONSTRAINTS: readonly [RegExp, string][] = [
+  [/^duplicate key value violates unique constraint /, '23505'],
+  [/ violates foreign key constraint /, '23503'],
+  [/ violates not-null constraint/, '23502'],
+  [/ violates (check|partition) constraint/, '23514'],
+  [/ violates exclusion constraint /, '23P01'],
+];
+
+function citusCopyConstraintState(error: unknown): string | undefined {
+  const { routine, message } = error as { routine?: unknown; message?: unknown };
+  if (routine !== 'ReportCopyError' || typeof message !== 'string') return undefined;
+  return CITUS_COPY_CONSTRAINTS.find(([pattern]) => pattern.test(message))?.[1];
 }
 
 /**

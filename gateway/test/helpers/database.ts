@@ -2,6 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, DatabaseError, Pool, escapeIdentifier } from 'pg';
 import { databaseUrl, withClient } from '../../src/db/dev-postgres';
+import { migrate } from '../../src/db/migrate';
+import { createCitusDatabase, dropCitusDatabase } from './citus-cluster';
+import { testLogger } from './logger';
 
 // global-setup.ts picks one PostgreSQL server per jest run and builds a migrated template database
 // on it. Every test file then clones a database of its own, so files run in parallel without
@@ -10,6 +13,8 @@ import { databaseUrl, withClient } from '../../src/db/dev-postgres';
 /** Set by global-setup.ts for the workers: the server's maintenance database and this run's id. */
 export const TEST_SERVER_URL_ENV = 'MG_TEST_SERVER_URL';
 export const TEST_RUN_ID_ENV = 'MG_TEST_RUN_ID';
+/** Set by global-setup.ts with TEST_CITUS=1: the workers' maintenance databases, as JSON. */
+export const TEST_CITUS_WORKERS_ENV = 'MG_TEST_CITUS_WORKERS';
 
 export interface TestDatabase {
   readonly name: string;
@@ -24,6 +29,8 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
   const serverUrl = requiredEnv(TEST_SERVER_URL_ENV);
   const runId = requiredEnv(TEST_RUN_ID_ENV);
   const name = `${testDatabasePrefix(runId)}${randomId()}`;
+  const citusWorkers = process.env[TEST_CITUS_WORKERS_ENV];
+  if (citusWorkers !== undefined) return createCitusTestDatabase(serverUrl, JSON.parse(citusWorkers), name, options);
   const template = options.migrated === false ? 'template0' : templateName(runId);
   await withClient(serverUrl, (client) => createDatabase(client, name, template));
 
@@ -38,6 +45,29 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
     await pool.end();
     await withClient(serverUrl, (client) => dropDatabase(client, name));
   };
+  return { name, url, pool, drop: () => (dropping ??= drop()) };
+}
+
+/**
+ * On a Citus cluster (TEST_CITUS=1) a database is made on every node and migrated (0008 distributes
+ * the tables): a clone of a template is no use there, Citus keeps its metadata and shards per
+ * database on each node, and its background sessions keep a template busy.
+ */
+async function createCitusTestDatabase(
+  serverUrl: string,
+  workerServerUrls: string[],
+  name: string,
+  options: { migrated?: boolean },
+): Promise<TestDatabase> {
+  const url = await createCitusDatabase(serverUrl, workerServerUrls, name);
+  const pool = new Pool({ connectionString: url });
+  pool.on('error', () => undefined);
+  let dropping: Promise<void> | undefined;
+  const drop = async (): Promise<void> => {
+    await pool.end();
+    await dropCitusDatabase(serverUrl, workerServerUrls, name);
+  };
+  if (options.migrated !== false) await migrate(pool, testLogger);
   return { name, url, pool, drop: () => (dropping ??= drop()) };
 }
 

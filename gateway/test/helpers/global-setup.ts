@@ -5,7 +5,16 @@ import path from 'node:path';
 import { Pool } from 'pg';
 import { databaseUrl, openDevServer, withClient, type DevServer } from '../../src/db/dev-postgres';
 import { migrate } from '../../src/db/migrate';
-import { TEST_RUN_ID_ENV, TEST_SERVER_URL_ENV, createDatabase, dropDatabase, randomId, templateName } from './database';
+import { startCitusCluster } from './citus-cluster';
+import {
+  TEST_CITUS_WORKERS_ENV,
+  TEST_RUN_ID_ENV,
+  TEST_SERVER_URL_ENV,
+  createDatabase,
+  dropDatabase,
+  randomId,
+  templateName,
+} from './database';
 import { ensureFreshBuild } from './build-freshness';
 import { testLogger } from './logger';
 import { addRunNote, openRunNotes } from './run-notes';
@@ -33,16 +42,21 @@ export function takeTestRunState(): TestRunState | undefined {
 export default async function globalSetup(): Promise<void> {
   ensureFreshBuild((line) => process.stderr.write(`\n${line}\n`));
   // TEST_DATABASE_URL, else DATABASE_URL, else a postgres:16 container when Docker answers, else embedded.
-  const server = await openDevServer({
-    env: process.env,
-    variables: ['TEST_DATABASE_URL', 'DATABASE_URL'],
-    logger: testLogger,
-    alternative: async () => ((await dockerAnswers()) ? startContainer() : undefined),
-  });
+  // TEST_CITUS=1: the whole suite on a Citus coordinator and two workers (docs/operations.md, "Citus").
+  const citus = process.env.TEST_CITUS === '1';
+  const server = citus
+    ? await startCitusServer()
+    : await openDevServer({
+        env: process.env,
+        variables: ['TEST_DATABASE_URL', 'DATABASE_URL'],
+        logger: testLogger,
+        alternative: async () => ((await dockerAnswers()) ? startContainer() : undefined),
+      });
   const runId = randomId();
   openRunNotes(runId);
   try {
-    await createTemplate(server.url, templateName(runId));
+    // On Citus every test file makes and migrates a database of its own (database.ts).
+    if (!citus) await createTemplate(server.url, templateName(runId));
     const version = await withClient(server.url, (client) =>
       client.query<{ v: string }>("SELECT current_setting('server_version') AS v"),
     );
@@ -56,6 +70,12 @@ export default async function globalSetup(): Promise<void> {
   process.env[TEST_RUN_ID_ENV] = runId;
   (globalThis as GlobalWithState)[STATE_KEY] = { serverUrl: server.url, runId, stopServer: () => server.stop() };
   testLogger.info({ source: server.source, runId }, 'test database server ready');
+}
+
+async function startCitusServer(): Promise<DevServer> {
+  const cluster = await startCitusCluster();
+  process.env[TEST_CITUS_WORKERS_ENV] = JSON.stringify(cluster.workerServerUrls);
+  return { url: cluster.serverUrl, source: 'a Citus coordinator and 2 workers (TEST_CITUS=1)', stop: cluster.stop };
 }
 
 async function startContainer(): Promise<DevServer> {

@@ -284,3 +284,51 @@ describe('docker/compose.yaml', () => {
     expect(Number(grace) * 1000).toBeGreaterThan(shutdownTimeoutMs);
   });
 });
+
+describe('docker/compose.citus.yaml', () => {
+  const text = readFileSync(path.join(DOCKER_DIR, 'compose.citus.yaml'), 'utf8');
+  const compose = interpolate(parse(text, { merge: true })) as any;
+  const { coordinator, 'citus-setup': setup, gateway } = compose.services;
+  const workers = ['worker1', 'worker2'];
+  const nodes = ['coordinator', ...workers];
+
+  it('runs a coordinator and two workers from the official Citus image, healthy, each with its data on a named volume', () => {
+    for (const name of nodes) {
+      const node = compose.services[name];
+      expect({ name, image: node.image }).toEqual({ name, image: expect.stringMatching(/^citusdata\/citus:\d+\.\d+/) });
+      expect([node.healthcheck.test].flat().join(' ')).toMatch(/pg_isready/);
+      const dataVolume = node.volumes.find((volume: string) => volume.endsWith(':/var/lib/postgresql/data'));
+      expect(Object.keys(compose.volumes)).toContain(dataVolume.split(':')[0]);
+      expect(node.ports).toBeUndefined(); // trust holds on the compose network only
+    }
+  });
+
+  it('adds both workers to the coordinator once all three are healthy, and starts the gateway after that', () => {
+    expect(Object.keys(setup.depends_on).sort()).toEqual([...nodes].sort());
+    for (const dependency of Object.values(setup.depends_on))
+      expect(dependency).toEqual({ condition: 'service_healthy' });
+    const sql = [setup.entrypoint].flat().join(' ');
+    expect(sql).toContain("citus_set_coordinator_host('coordinator', 5432)");
+    for (const worker of workers) expect(sql).toContain(`citus_add_node('${worker}', 5432)`);
+    expect(environment(setup).PGHOST).toBe('coordinator');
+    expect(gateway.depends_on).toEqual({ 'citus-setup': { condition: 'service_completed_successfully' } });
+  });
+
+  it('points the gateway at the coordinator with the same image and settings as docker/compose.yaml', () => {
+    const single = interpolate(parse(readFileSync(path.join(DOCKER_DIR, 'compose.yaml'), 'utf8'))) as any;
+    expect(gateway.build).toEqual(single.services.gateway.build);
+    const env = environment(gateway);
+    for (const name of Object.keys(env))
+      expect({ name, read: GATEWAY_VARIABLES.has(name) }).toEqual({ name, read: true });
+    const { DATABASE_URL: url, ...rest } = env;
+    const { DATABASE_URL: _singleUrl, ...singleRest } = environment(single.services.gateway);
+    expect(rest).toEqual(singleRest);
+    const parsed = new URL(url as string);
+    const db = environment(coordinator);
+    expect(parsed.hostname).toBe('coordinator');
+    expect(decodeURIComponent(parsed.username)).toBe(db.POSTGRES_USER);
+    expect(decodeURIComponent(parsed.password)).toBe(db.POSTGRES_PASSWORD);
+    expect(parsed.pathname).toBe(`/${db.POSTGRES_DB}`);
+    expect(loadConfig(env)).toMatchObject({ migrateOnStart: true, authRequired: true, spoolEnabled: true });
+  });
+});

@@ -1,0 +1,189 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { appendFile, chown, cp, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { escapeIdentifier } from 'pg';
+import { databaseUrl, findFreePort, withClient } from '../../src/db/dev-postgres';
+import { addRunNote } from './run-notes';
+
+// A Citus cluster for tests: a coordinator and two workers, each an extra PostgreSQL cluster of the
+// machine's PostgreSQL (with Citus installed into it: .ci/run runs ../shared/citus/install) on a free
+// loopback port, in a temporary directory. One initdb, copied for the other two nodes. As root the
+// servers run as the postgres account (initdb and postgres refuse root).
+
+const run = promisify(execFile);
+const POSTGRES_ROOT = '/usr/lib/postgresql';
+const SERVER_ACCOUNT = 'postgres';
+const DATABASE = 'metrics';
+const WORKERS = 2;
+
+interface Binaries {
+  readonly initdb: string;
+  readonly pgCtl: string;
+}
+
+/** PostgreSQL's binaries for the newest installed version that has citus.so, else undefined. */
+function findCitusBinaries(): Binaries | undefined {
+  if (!existsSync(POSTGRES_ROOT)) return undefined;
+  const versions = readdirSync(POSTGRES_ROOT).sort((a, b) => Number(b) - Number(a));
+  for (const version of versions) {
+    const dir = path.join(POSTGRES_ROOT, version);
+    const initdb = path.join(dir, 'bin', 'initdb');
+    if (existsSync(path.join(dir, 'lib', 'citus.so')) && existsSync(initdb)) {
+      return { initdb, pgCtl: path.join(dir, 'bin', 'pg_ctl') };
+    }
+  }
+  return undefined;
+}
+
+const BINARIES = findCitusBinaries();
+
+/** `describe` when Citus is installed, else `describe.skip` with a SKIPPED line at the end of the run. */
+export function describeOnCitus(testFile: string, untested: string): jest.Describe {
+  if (BINARIES !== undefined) return describe;
+  process.stderr.write(
+    `\n  SKIPPED ${testFile}: Citus is not installed (${POSTGRES_ROOT}/*/lib/citus.so; ` +
+      `run ../shared/citus/install as root, as .ci/run does); ${untested}.\n\n`,
+  );
+  addRunNote(`SKIPPED: ${testFile} (no Citus): ${untested}`);
+  return describe.skip;
+}
+
+export interface CitusCluster {
+  /** The coordinator's database, with Citus and both workers added. */
+  readonly url: string;
+  /** The maintenance database of the coordinator and of each worker, for createCitusDatabase. */
+  readonly serverUrl: string;
+  readonly workerServerUrls: readonly string[];
+  /** Each worker's database, for checks that look at the shards themselves. */
+  readonly workerUrls: readonly string[];
+  /** Stops worker `index` (0 or 1) at once, as a crash would; startWorker brings it back. */
+  stopWorker(index: number): Promise<void>;
+  startWorker(index: number): Promise<void>;
+  /** Stops every node and removes the directory. */
+  stop(): Promise<void>;
+}
+
+interface Node {
+  readonly dataDir: string;
+  readonly port: number;
+}
+
+/** Starts a coordinator and two workers (about 3-5 s here). */
+export async function startCitusCluster(): Promise<CitusCluster> {
+  if (BINARIES === undefined) throw new Error('Citus is not installed (see describeOnCitus)');
+  const binaries = BINARIES;
+  const asRoot = process.getuid?.() === 0;
+  const account = asRoot ? await systemUser(SERVER_ACCOUNT) : undefined;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-citus-'));
+  if (account) await chown(dir, account.uid, account.gid);
+  const nodes: Node[] = [];
+  const as = (command: string, args: string[]) =>
+    asRoot
+      ? run('runuser', ['-u', SERVER_ACCOUNT, '--', command, ...args], { cwd: dir })
+      : run(command, args, { cwd: dir });
+  const pgCtl = (node: Node, ...args: string[]) =>
+    as(binaries.pgCtl, ['-D', node.dataDir, '-l', `${node.dataDir}.log`, '-w', ...args]);
+  const stopNode = (node: Node, mode: string) =>
+    pgCtl(node, 'stop', '-m', mode).then(
+      () => undefined,
+      () => undefined,
+    );
+  const stopAll = async () => {
+    for (const node of nodes) await stopNode(node, 'immediate');
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  try {
+    const template = path.join(dir, 'template');
+    await as(binaries.initdb, ['-D', template, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
+    await appendFile(
+      path.join(template, 'postgresql.conf'),
+      [
+        "listen_addresses = '127.0.0.1'",
+        `unix_socket_directories = '${dir}'`,
+        "shared_preload_libraries = 'citus'",
+        'max_prepared_transactions = 100',
+        // Small and quick: test clusters, not servers.
+        'shared_buffers = 32MB',
+        'fsync = off',
+        'synchronous_commit = off',
+        'full_page_writes = off',
+        '',
+      ].join('\n'),
+    );
+    for (let i = 0; i <= WORKERS; i++) {
+      const dataDir = path.join(dir, `n${i}`);
+      await cp(template, dataDir, { recursive: true, preserveTimestamps: true });
+      if (account) await run('chown', ['-R', `${account.uid}:${account.gid}`, dataDir]);
+      const node = { dataDir, port: await findFreePort() };
+      await pgCtl(node, 'start', '-o', `-p ${node.port}`);
+      nodes.push(node);
+    }
+    const [coordinator, ...workers] = nodes as [Node, ...Node[]];
+    const serverUrl = nodeUrl(coordinator.port, 'postgres');
+    const workerServerUrls = workers.map((worker) => nodeUrl(worker.port, 'postgres'));
+    await createCitusDatabase(serverUrl, workerServerUrls, DATABASE);
+    let stopping: Promise<void> | undefined;
+    return {
+      url: nodeUrl(coordinator.port, DATABASE),
+      serverUrl,
+      workerServerUrls,
+      workerUrls: workers.map((worker) => nodeUrl(worker.port, DATABASE)),
+      stopWorker: (index) => stopNode(workers[index] as Node, 'immediate'),
+      startWorker: async (index) => {
+        const worker = workers[index] as Node;
+        await pgCtl(worker, 'start', '-o', `-p ${worker.port}`);
+      },
+      stop: () => (stopping ??= stopAll()),
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/**
+ * A database of that name on every node, with the citus extension, and on the coordinator the nodes
+ * added (Citus keeps its metadata per database). Every node must be on 127.0.0.1.
+ */
+export async function createCitusDatabase(
+  serverUrl: string,
+  workerServerUrls: readonly string[],
+  name: string,
+): Promise<string> {
+  for (const url of [serverUrl, ...workerServerUrls]) {
+    await withClient(url, (client) => client.query(`CREATE DATABASE ${escapeIdentifier(name)}`));
+    await withClient(databaseUrl(url, name), (client) => client.query('CREATE EXTENSION citus'));
+  }
+  await withClient(databaseUrl(serverUrl, name), async (client) => {
+    await client.query(`SELECT citus_set_coordinator_host('127.0.0.1', $1)`, [Number(new URL(serverUrl).port)]);
+    for (const url of workerServerUrls) {
+      await client.query(`SELECT citus_add_node('127.0.0.1', $1)`, [Number(new URL(url).port)]);
+    }
+  });
+  return databaseUrl(serverUrl, name);
+}
+
+/** Drops the database on every node, workers first. */
+export async function dropCitusDatabase(
+  serverUrl: string,
+  workerServerUrls: readonly string[],
+  name: string,
+): Promise<void> {
+  for (const url of [...workerServerUrls, serverUrl]) {
+    await withClient(url, (client) => client.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`));
+  }
+}
+
+function nodeUrl(port: number, database: string): string {
+  return `postgres://postgres@127.0.0.1:${port}/${database}`;
+}
+
+async function systemUser(name: string): Promise<{ uid: number; gid: number }> {
+  const { stdout } = await run('id', ['-u', name]);
+  const { stdout: group } = await run('id', ['-g', name]);
+  return { uid: Number(stdout.trim()), gid: Number(group.trim()) };
+}
