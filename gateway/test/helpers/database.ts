@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, DatabaseError, Pool, escapeIdentifier } from 'pg';
+import { Client, DatabaseError, Pool, escapeIdentifier, type PoolConfig } from 'pg';
 import { databaseUrl, withClient } from '../../src/db/dev-postgres';
 import { migrate } from '../../src/db/migrate';
 import { createCitusDatabase, dropCitusDatabase } from './citus-cluster';
@@ -24,6 +24,19 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+/**
+ * A pool for a test's own connections. An idle connection the server ends (57P01 from a DROP ... WITH
+ * (FORCE) or a restart a test makes) is dropped by the pool and replaced on the next query; unheard, its
+ * 'error' would fail whichever test runs at that moment in this worker. pool.end() resolves before its
+ * connections have closed, so a DROP ... WITH (FORCE) just after it can still end one of them. A query's
+ * own error still reaches its caller.
+ */
+export function createTestPool(config: PoolConfig): Pool {
+  const pool = new Pool(config);
+  pool.on('error', () => undefined);
+  return pool;
+}
+
 /** A database of its own for one test file: a clone of the migrated template, or empty with migrated: false. */
 export async function createTestDatabase(options: { migrated?: boolean } = {}): Promise<TestDatabase> {
   const serverUrl = requiredEnv(TEST_SERVER_URL_ENV);
@@ -35,11 +48,7 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
   await withClient(serverUrl, (client) => createDatabase(client, name, template));
 
   const url = databaseUrl(serverUrl, name);
-  const pool = new Pool({ connectionString: url });
-  // An idle connection the server ends (57P01 from a DROP ... WITH (FORCE) or a restart a test makes)
-  // is dropped by the pool and replaced on the next query; unheard, its 'error' would fail whichever
-  // test runs at that moment in this worker. A query's own error still reaches its caller.
-  pool.on('error', () => undefined);
+  const pool = createTestPool({ connectionString: url });
   let dropping: Promise<void> | undefined;
   const drop = async (): Promise<void> => {
     await pool.end();

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Client, Pool } from 'pg';
+import { Client, type Pool } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { createMetricsWriter } from '../../src/db/metrics-writer';
 import { sqlState } from '../../src/db/sqlstate';
@@ -13,7 +13,7 @@ import { encodeMetricRow } from '../../src/ingest/copy-encode';
 import { replaySpool } from '../../src/spool/replay';
 import { Spool } from '../../src/spool/spool';
 import { describeOnCitus, startCitusCluster, type CitusCluster } from '../helpers/citus-cluster';
-import type { TestDatabase } from '../helpers/database';
+import { createTestPool, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, request, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
 import { metric } from '../helpers/metric';
@@ -63,7 +63,7 @@ describeOnCitus('citus.test.ts', 'the gateway on a Citus coordinator with two wo
       const began = performance.now();
       cluster = await startCitusCluster();
       testLogger.info({ ms: Math.round(performance.now() - began) }, 'citus cluster started');
-      pool = new Pool({ connectionString: cluster.url, max: 4 });
+      pool = createTestPool({ connectionString: cluster.url, max: 4 });
       pool.on('error', () => undefined);
       const db: TestDatabase = { name: 'metrics', url: cluster.url, pool, drop: () => pool.end() };
       gateway = await startTestGateway(db, { ACK_TIMEOUT_MS: '1500' });
@@ -260,7 +260,11 @@ describeOnCitus('citus.test.ts', 'the gateway on a Citus coordinator with two wo
 
     it('writes a batch over one connection per worker: one prepared transaction each, however many shards', async () => {
       const notices: string[] = [];
-      const logged = new Pool({ connectionString: cluster.url, max: 1, options: '-c citus.log_remote_commands=on' });
+      const logged = createTestPool({
+        connectionString: cluster.url,
+        max: 1,
+        options: '-c citus.log_remote_commands=on',
+      });
       logged.on('connect', (client) => client.on('notice', (notice) => notices.push(notice.message ?? '')));
       try {
         const users = Array.from({ length: 16 }, (_, i) => i + 5);

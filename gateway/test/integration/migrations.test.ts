@@ -4,10 +4,9 @@ import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { Pool } from 'pg';
 import { listMigrationNames, migrate } from '../../src/db/migrate';
 import { MIGRATIONS_DIR, PROJECT_ROOT } from '../../src/paths';
-import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { createTestDatabase, createTestPool, type TestDatabase } from '../helpers/database';
 import { postJson, postNdjson, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
 import { metric } from '../helpers/metric';
@@ -73,7 +72,7 @@ describe('a migration that fails', () => {
 
     // Another process (a pool of its own) takes the lock and applies the rest. Were the lock still
     // held, pg_advisory_lock would wait: lock_timeout turns that into an error instead of a hang.
-    const second = new Pool({ connectionString: db.url, max: 1, options: '-c lock_timeout=10000' });
+    const second = createTestPool({ connectionString: db.url, max: 1, options: '-c lock_timeout=10000' });
     try {
       expect(await migrate(second, testLogger)).toEqual(all.slice(1));
     } finally {

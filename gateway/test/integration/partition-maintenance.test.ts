@@ -1,6 +1,5 @@
-import { Pool } from 'pg';
 import { listPartitions, maintainPartitions, type MaintenanceSettings } from '../../src/db/partitions';
-import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { createTestDatabase, createTestPool, type TestDatabase } from '../helpers/database';
 import type { StatsSnapshot } from '../../src/contract/schemas';
 import { postNdjson, request, startTestGateway } from '../helpers/gateway';
 import { parsePrometheusText, sampleValue } from '../helpers/prometheus-text';
@@ -110,7 +109,7 @@ it('drops only partitions entirely older than RETENTION, never the default one, 
 
 it('lets two gateways maintain at the same time: each partition is made once and no run fails', async () => {
   await insertAt('2025-06-01T00:00:00Z', '2025-06-02T00:00:00Z');
-  const pools = [1, 2].map(() => new Pool({ connectionString: db.url, max: 2 }));
+  const pools = [1, 2].map(() => createTestPool({ connectionString: db.url, max: 2 }));
   try {
     const outcomes = await Promise.all(
       pools.flatMap((pool) => [1, 2].map(() => maintainPartitions(pool, { ...DAILY, premake: 5 }, NOW))),

@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { Pool } from 'pg';
 import { metricsPageQuery } from '../../src/db/metrics-reads';
 import { createMetricsWriter } from '../../src/db/metrics-writer';
 import { encodeMetricRow } from '../../src/ingest/copy-encode';
 import type { Metric } from '../../src/ingest/schema';
-import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { createTestDatabase, createTestPool, type TestDatabase } from '../helpers/database';
 
 // user_metrics partitioned by time_recorded (migration 0007): the writer's plain-COPY fast path and
 // its fall-back for repeats, rows outside every partition, the reference checks on partitions, and
@@ -88,7 +87,7 @@ it('writes a batch without repeats with one COPY straight into user_metrics, no 
     );
     return rows[0].n;
   };
-  const pool = new Pool({ connectionString: db.url, max: 1 });
+  const pool = createTestPool({ connectionString: db.url, max: 1 });
   try {
     const before = await stagingTables();
     await createMetricsWriter(pool).write([

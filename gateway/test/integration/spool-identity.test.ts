@@ -1,9 +1,9 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { escapeIdentifier, Pool } from 'pg';
+import { escapeIdentifier } from 'pg';
 import { bindSpoolToDatabase, SPOOL_IDENTITY_FILE } from '../../src/spool/identity';
-import { createTestDatabase, randomId, type TestDatabase } from '../helpers/database';
+import { createTestDatabase, createTestPool, randomId, type TestDatabase } from '../helpers/database';
 import { postNdjson, startTestGateway } from '../helpers/gateway';
 import { testLogger } from '../helpers/logger';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/process';
@@ -122,7 +122,7 @@ it('falls back to the database name for a role that may not run pg_control_syste
   await dbB.pool.query('REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC');
   const url = new URL(dbB.url);
   url.username = role;
-  const restricted = new Pool({ connectionString: url.toString(), max: 1 });
+  const restricted = createTestPool({ connectionString: url.toString(), max: 1 });
   try {
     await bindSpoolToDatabase(spoolDir, restricted, testLogger);
     expect(await recordedDatabase(spoolDir)).toEqual({ systemIdentifier: null, database: dbB.name });
