@@ -26,9 +26,16 @@ export interface BenchOptions {
   readonly chart: string;
   /** The sustained run of issue 11 (bench/sustained.ts) instead of the rounds. */
   readonly sustained: boolean;
+  /** The layouts the sustained run compares, in this order. */
+  readonly sustainedLayouts: readonly SustainedLayout[];
+  /** PARTITION_INTERVAL of the partitioned layout in the sustained run (as the gateway reads it). */
+  readonly sustainedInterval: string;
   /** A database on a Citus coordinator for the `citus` step (`--citus`); migrated and seeded, not dropped. */
   readonly citusUrl?: string;
 }
+
+export const SUSTAINED_LAYOUTS = ['partitioned', 'single'] as const;
+export type SustainedLayout = (typeof SUSTAINED_LAYOUTS)[number];
 
 export class UsageError extends Error {}
 
@@ -69,6 +76,8 @@ PostgreSQL in a temporary folder; a database mg_bench_<random> is created and dr
   --event-ids       give every generated row an event_id (the idempotent insert path)
   --sustained       instead: --rows (default ${DEFAULTS.sustainedRows}) of a fleet through the bulk endpoint, the rate of every
                     million rows for the partitioned layout and the single table side by side (bench/sustained.ts)
+  --layouts LIST    the sustained run's layouts among partitioned, single (default both, side by side)
+  --interval I      PARTITION_INTERVAL of the sustained run's partitioned layout (default 1d)
   --citus URL       also upload the bulk file through a gateway on URL, a database on a Citus coordinator
                     (citus extension, workers added; migrated, seeded and emptied, not dropped), beside bulk-1
   --log-level L     LOG_LEVEL of the gateway under test (default ${DEFAULTS.gatewayLogLevel}: no per-request log lines)
@@ -104,6 +113,8 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
         seed: { type: 'string' },
         'event-ids': { type: 'boolean', default: false },
         sustained: { type: 'boolean', default: false },
+        layouts: { type: 'string' },
+        interval: { type: 'string' },
         'log-level': { type: 'string' },
         citus: { type: 'string' },
         out: { type: 'string' },
@@ -161,6 +172,8 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
     out,
     chart: path.resolve(values.chart ?? defaultChartPath(out, path.resolve(defaultOut))),
     sustained: values.sustained,
+    sustainedLayouts: parseLayouts(values.layouts ?? SUSTAINED_LAYOUTS.join(',')),
+    sustainedInterval: values.interval ?? '1d',
     ...(values.citus === undefined ? {} : { citusUrl: values.citus }),
   };
 }
@@ -196,4 +209,13 @@ function integer(name: string, text: string | undefined, fallback: number, min: 
     throw new UsageError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
   }
   return value;
+}
+
+function parseLayouts(list: string): SustainedLayout[] {
+  const names = list.split(',').map((name) => name.trim());
+  const unknown = names.filter((name) => !(SUSTAINED_LAYOUTS as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    throw new UsageError(`--layouts takes ${SUSTAINED_LAYOUTS.join(', ')}, got ${JSON.stringify(list)}`);
+  }
+  return SUSTAINED_LAYOUTS.filter((name) => names.includes(name));
 }

@@ -13,6 +13,7 @@ import { listMigrationNames } from '../gateway/src/db/migrate';
 import { listPartitions, maintainPartitions } from '../gateway/src/db/partitions';
 import { createRandom } from '../gateway/src/db/seeded-random';
 import { createLogger } from '../gateway/src/logger';
+import { loadConfig } from '../gateway/src/config';
 import { MIGRATIONS_DIR, PROJECT_ROOT } from '../gateway/src/paths';
 import {
   METRICS_TABLE,
@@ -32,7 +33,7 @@ import {
   type FleetTimeline,
 } from './fleet';
 import { uploadNdjson } from './http-upload';
-import type { BenchOptions } from './options';
+import type { BenchOptions, SustainedLayout } from './options';
 import { renderRateChart } from './rate-chart';
 import { SUSTAINED_MARKS, splicePart } from './results-file';
 import type { Resources } from './run';
@@ -46,6 +47,7 @@ const REQUEST_ROWS = 50_000;
 const SINGLE_TABLE_UP_TO = '0006';
 
 interface Layout {
+  readonly name: SustainedLayout;
   readonly label: string;
   readonly color: string;
   readonly db: BenchDatabase;
@@ -94,12 +96,19 @@ async function claimLaterMigrations(pool: Pool): Promise<void> {
   await pool.query(`INSERT INTO pgmigrations (name, run_on) SELECT n, now() FROM unnest($1::text[]) AS n`, [later]);
 }
 
-function startGateway(layout: Layout, workDir: string, logLevel: string, name: string): Promise<Service> {
+function startGateway(
+  layout: Layout,
+  workDir: string,
+  logLevel: string,
+  name: string,
+  env: Record<string, string>,
+): Promise<Service> {
   return startService({
     name: `gateway (${layout.label})`,
     script: path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'main.js'),
     env: {
       ...process.env,
+      ...env,
       DATABASE_URL: layout.db.url,
       PORT: '0',
       HOST: '127.0.0.1',
@@ -141,36 +150,54 @@ export async function runSustained(
   const now = Date.now();
   const timeline: FleetTimeline = { startMs: now - spanMs, totalRows: options.rows, spanMs };
 
-  progress('creating the two bench databases');
-  const partitioned = (resources.db = await createBenchDatabase(server, logger));
-  layouts.push({
-    label: 'partitioned (1d)',
-    color: '#2e7d32',
-    db: partitioned,
-    stepSeconds: 0,
-    rates: [],
-    stored: 0,
-  });
-  const single = (resources.otherDb = await createBenchDatabase(
-    server,
-    logger,
-    await migrationsUpTo(SINGLE_TABLE_UP_TO, workDir),
-  ));
-  layouts.push({ label: 'single table (0006)', color: '#c62828', db: single, stepSeconds: 0, rates: [], stored: 0 });
+  const intervalMs = loadConfig({ PARTITION_INTERVAL: options.sustainedInterval }).partitionIntervalMs;
+  progress(`creating the bench database of each layout: ${options.sustainedLayouts.join(', ')}`);
+  let partitioned: BenchDatabase | undefined;
+  if (options.sustainedLayouts.includes('partitioned')) {
+    partitioned = resources.db = await createBenchDatabase(server, logger);
+    layouts.push({
+      name: 'partitioned',
+      label: `partitioned (${options.sustainedInterval})`,
+      color: '#2e7d32',
+      db: partitioned,
+      stepSeconds: 0,
+      rates: [],
+      stored: 0,
+    });
+    // Partitions for every simulated interval, late rows included, as maintenance would have made them
+    // ahead of time on a live system.
+    const first = timeline.startMs - 2 * DAY_MS;
+    await maintainPartitions(
+      partitioned.pool,
+      { intervalMs, premake: Math.ceil((now - first) / intervalMs) + 2, lockTimeoutMs: 10_000 },
+      first,
+    );
+  }
+  if (options.sustainedLayouts.includes('single')) {
+    const single = (resources.otherDb = await createBenchDatabase(
+      server,
+      logger,
+      await migrationsUpTo(SINGLE_TABLE_UP_TO, workDir),
+    ));
+    await claimLaterMigrations(single.pool);
+    layouts.push({
+      name: 'single',
+      label: 'single table (0006)',
+      color: '#c62828',
+      db: single,
+      stepSeconds: 0,
+      rates: [],
+      stored: 0,
+    });
+  }
   for (const layout of layouts) await registerFleet(layout.db.pool);
-  await claimLaterMigrations(single.pool);
-  // Partitions for every simulated day, late rows included, as maintenance would have made them
-  // ahead of time on a live system.
-  const first = timeline.startMs - 2 * DAY_MS;
-  await maintainPartitions(
-    partitioned.pool,
-    { intervalMs: DAY_MS, premake: Math.ceil((now - first) / DAY_MS) + 2, lockTimeoutMs: 10_000 },
-    first,
-  );
-  const facts = await describeServer(partitioned.pool);
+  const facts = await describeServer(layouts[0]!.db.pool);
 
-  layouts[0]!.gateway = await startGateway(layouts[0]!, workDir, options.gatewayLogLevel, 'partitioned');
-  layouts[1]!.gateway = await startGateway(layouts[1]!, workDir, options.gatewayLogLevel, 'single');
+  for (const layout of layouts) {
+    layout.gateway = await startGateway(layout, workDir, options.gatewayLogLevel, layout.name, {
+      PARTITION_INTERVAL: options.sustainedInterval,
+    });
+  }
 
   // Not measured: one row per user, so that both gateways have looked every user and device up
   // (and Node.js has warmed up) before the first step, as on a gateway that has been running.
@@ -236,7 +263,7 @@ export async function runSustained(
     if (stored !== options.rows)
       problems.push(`${layout.label}: ${stored} rows in user_metrics, expected ${options.rows}`);
   }
-  const partitions = await listPartitions(partitioned.pool);
+  const partitions = partitioned === undefined ? [] : await listPartitions(partitioned.pool);
   const sizes = await Promise.all(
     layouts.map(async (l) => {
       const { rows } = await l.db.pool.query<{ bytes: string }>(
@@ -260,6 +287,7 @@ export async function runSustained(
     ),
   );
 
+  const sideBySide = layouts.length === 2;
   const ratio = (l: Layout): number => (l.rates.at(-1)?.[1] ?? NaN) / (l.rates[0]?.[1] ?? NaN);
   const lines = [
     '## Sustained ingest as the table grows (issue 11)',
@@ -274,16 +302,21 @@ export async function runSustained(
       `(bench/fleet.ts): times in arrival order over ${(spanMs / DAY_MS).toFixed(1)} simulated days with ±60 s of jitter, ` +
       '3% up to 36 h late, a random v4 `event_id` on every row, after a warm-up of one row per user (not measured); ' +
       'one client, requests of ' +
-      `${formatCount(REQUEST_ROWS)} rows with \`wait=true\`, each sent to the two gateways in turn. ` +
+      `${formatCount(REQUEST_ROWS)} rows with \`wait=true\`, ` +
+      (sideBySide ? 'each sent to the two gateways in turn. ' : `to one gateway (${layouts[0]!.label} alone). `) +
       `PostgreSQL ${facts.version} (${facts.settings}); ${os.availableParallelism()} CPUs, ${formatBytes(os.totalmem())} memory.`,
     '',
     `![rate against rows stored](${path.relative(path.dirname(options.out), chartPath)})`,
     '',
-    '| rows stored | ' + layouts.map((l) => `${l.label} rows/s`).join(' | ') + ' | partitioned ÷ single |',
-    '|---:|' + layouts.map(() => '---:|').join('') + '---:|',
-    ...layouts[0]!.rates.map(([rows, rate], i) => {
-      const other = layouts[1]!.rates[i]?.[1] ?? NaN;
-      return `| ${formatCount(rows)} | ${formatCount(Math.round(rate))} | ${formatCount(Math.round(other))} | ${(rate / other).toFixed(2)}x |`;
+    '| rows stored | ' +
+      layouts.map((l) => `${l.label} rows/s`).join(' | ') +
+      (sideBySide ? ' | partitioned ÷ single |' : ' |'),
+    '|---:|' + layouts.map(() => '---:|').join('') + (sideBySide ? '---:|' : ''),
+    ...layouts[0]!.rates.map(([rows], i) => {
+      const rates = layouts.map((l) => l.rates[i]?.[1] ?? NaN);
+      const cells = rates.map((rate) => formatCount(Math.round(rate)));
+      if (sideBySide) cells.push(`${((rates[0] as number) / (rates[1] as number)).toFixed(2)}x`);
+      return `| ${formatCount(rows)} | ${cells.join(' | ')} |`;
     }),
     '',
     '| | ' + layouts.map((l) => l.label).join(' | ') + ' |',
@@ -292,7 +325,7 @@ export async function runSustained(
       layouts.map((l) => `${ratio(l).toFixed(2)}x`).join(' | ') +
       ' |',
     '| user_metrics at the end (tables and indexes) | ' + sizes.map((b) => formatBytes(b)).join(' | ') + ' |',
-    `| partitions at the end | ${partitions.length} | 1 |`,
+    '| partitions at the end | ' + layouts.map((l) => (l.name === 'single' ? 1 : partitions.length)).join(' | ') + ' |',
     '',
     ...(options.rows < 5_000_000
       ? [

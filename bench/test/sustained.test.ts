@@ -98,4 +98,20 @@ describe('the sustained report', () => {
     expect(parseBenchArgs(['--sustained', '--rows', '200000'], '/tmp/r.md')).toMatchObject({ rows: 200_000 });
     expect(parseBenchArgs([], '/tmp/r.md')).toMatchObject({ sustained: false, rows: 400_000 });
   });
+
+  it('compares both layouts at 1d unless --layouts and --interval say otherwise', () => {
+    expect(parseBenchArgs(['--sustained'], '/tmp/r.md')).toMatchObject({
+      sustainedLayouts: ['partitioned', 'single'],
+      sustainedInterval: '1d',
+    });
+    expect(
+      parseBenchArgs(['--sustained', '--layouts', 'single, partitioned', '--interval', '6h'], '/tmp/r.md'),
+    ).toMatchObject({ sustainedLayouts: ['partitioned', 'single'], sustainedInterval: '6h' });
+    expect(parseBenchArgs(['--sustained', '--layouts', 'partitioned'], '/tmp/r.md')).toMatchObject({
+      sustainedLayouts: ['partitioned'],
+    });
+    expect(() => parseBenchArgs(['--sustained', '--layouts', 'partitioned,hyper'], '/tmp/r.md')).toThrow(
+      /--layouts takes partitioned, single/,
+    );
+  });
 });
