@@ -181,12 +181,16 @@ export async function dropCitusDatabase(
   name: string,
 ): Promise<void> {
   for (const url of [...workerServerUrls, serverUrl]) {
-    await withClient(databaseUrl(url, name), async (client) => {
-      const { rows } = await client.query<{ gid: string }>(
-        'SELECT gid FROM pg_prepared_xacts WHERE database = current_database()',
-      );
-      for (const { gid } of rows) await client.query(`ROLLBACK PREPARED '${gid.replaceAll("'", "''")}'`);
-    }).catch(() => undefined); // no such database on this node (a failed create): nothing prepared there
+    // Looked up from the maintenance database: a session opened on the test database for nothing
+    // (Citus starts its daemon there) can make the DROP below find it busy.
+    const { rows } = await withClient(url, (client) =>
+      client.query<{ gid: string }>('SELECT gid FROM pg_prepared_xacts WHERE database = $1', [name]),
+    );
+    if (rows.length > 0) {
+      await withClient(databaseUrl(url, name), async (client) => {
+        for (const { gid } of rows) await client.query(`ROLLBACK PREPARED '${gid.replaceAll("'", "''")}'`);
+      });
+    }
     await withClient(url, (client) => client.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`));
   }
 }
