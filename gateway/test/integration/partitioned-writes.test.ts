@@ -25,8 +25,15 @@ function row(userId: number, timeMs: number, eventId?: string): string {
   return encodeMetricRow(metric, new Date(timeMs).toISOString(), new Date().toISOString());
 }
 
-async function stored(): Promise<{ user_id: number; time: string; event_id: string | null; partition: string }[]> {
-  const { rows } = await db.pool.query<{ user_id: number; time: string; event_id: string | null; partition: string }>(
+interface StoredRow {
+  user_id: number;
+  time: string;
+  event_id: string | null;
+  partition: string;
+}
+
+async function stored(): Promise<StoredRow[]> {
+  const { rows } = await db.pool.query<StoredRow>(
     `SELECT user_id, to_char(time_recorded AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') AS time, event_id,
             tableoid::regclass::text AS partition
        FROM user_metrics ORDER BY time_recorded, user_id, event_id`,
