@@ -193,11 +193,14 @@ export interface SeedCounts {
   devices: number;
 }
 
-// Explicit ids, so the demo users are the same rows everywhere; existing rows are left alone.
+// Explicit ids, so the demo users are the same rows everywhere; existing rows are left alone. The rows
+// inserted are counted from RETURNING: on Citus (users and devices are reference tables) an INSERT ...
+// SELECT goes through the coordinator and its command tag counts the rows selected, conflicts included.
 const INSERT_USERS = `
   INSERT INTO users (id, name, age)
   SELECT * FROM unnest($1::int[], $2::text[], $3::int[])
-  ON CONFLICT (id) DO NOTHING`;
+  ON CONFLICT (id) DO NOTHING
+  RETURNING 1`;
 
 // Inserting explicit ids does not advance the identity sequence; move it past the highest id so that
 // users created later through the API do not collide. Never move it backwards: ids handed out before
@@ -209,7 +212,8 @@ const ADVANCE_USER_ID_SEQUENCE = `
 const INSERT_DEVICES = `
   INSERT INTO devices (id, type, name)
   SELECT * FROM unnest($1::varchar[], $2::text[], $3::text[])
-  ON CONFLICT (id) DO NOTHING`;
+  ON CONFLICT (id) DO NOTHING
+  RETURNING 1`;
 
 /**
  * Inserts the demo users and devices that are missing, in one transaction. Safe to run any number of
@@ -255,7 +259,7 @@ async function insertDemoRows(
     devices.map((device) => device.type),
     devices.map((device) => device.name),
   ]);
-  return { users: insertedUsers.rowCount ?? 0, devices: insertedDevices.rowCount ?? 0 };
+  return { users: insertedUsers.rows.length, devices: insertedDevices.rows.length };
 }
 
 /** True when there are no users and no devices: a fresh database that start-up may seed. */

@@ -16,6 +16,36 @@ export const TEST_RUN_ID_ENV = 'MG_TEST_RUN_ID';
 /** Set by global-setup.ts with TEST_CITUS=1: the workers' maintenance databases, as JSON. */
 export const TEST_CITUS_WORKERS_ENV = 'MG_TEST_CITUS_WORKERS';
 
+/**
+ * True in a jest worker of a TEST_CITUS=1 run: the test databases are on a Citus coordinator. Tests
+ * that look at what one server shows (a row's partition, a plan, a constraint name, pg_locks) branch
+ * their expectation on it, with the reason beside the branch.
+ */
+export function onCitus(): boolean {
+  return process.env[TEST_CITUS_WORKERS_ENV] !== undefined;
+}
+
+/**
+ * The partition a row's `tableoid::regclass::text` names. On Citus the coordinator returns a worker's
+ * row with the oid of its shard there, named after the partition with `_<shard id>` appended.
+ */
+export function partitionOfRow(tableoid: string): string {
+  return onCitus() ? tableoid.replace(/_\d+$/, '') : tableoid;
+}
+
+/** How many rows of user_metrics each partition holds, by name (on Citus, added up over its shards). */
+export async function rowsByPartition(pool: Pool): Promise<Record<string, number>> {
+  const { rows } = await pool.query<{ partition: string; n: number }>(
+    `SELECT tableoid::regclass::text AS partition, count(*)::int AS n FROM user_metrics GROUP BY 1 ORDER BY 1`,
+  );
+  const counts: Record<string, number> = {};
+  for (const row of rows) {
+    const partition = partitionOfRow(row.partition);
+    counts[partition] = (counts[partition] ?? 0) + row.n;
+  }
+  return counts;
+}
+
 export interface TestDatabase {
   readonly name: string;
   readonly url: string;
@@ -42,8 +72,8 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
   const serverUrl = requiredEnv(TEST_SERVER_URL_ENV);
   const runId = requiredEnv(TEST_RUN_ID_ENV);
   const name = `${testDatabasePrefix(runId)}${randomId()}`;
-  const citusWorkers = process.env[TEST_CITUS_WORKERS_ENV];
-  if (citusWorkers !== undefined) return createCitusTestDatabase(serverUrl, JSON.parse(citusWorkers), name, options);
+  if (onCitus())
+    return createCitusTestDatabase(serverUrl, JSON.parse(requiredEnv(TEST_CITUS_WORKERS_ENV)), name, options);
   const template = options.migrated === false ? 'template0' : templateName(runId);
   await withClient(serverUrl, (client) => createDatabase(client, name, template));
 
@@ -69,8 +99,7 @@ async function createCitusTestDatabase(
   options: { migrated?: boolean },
 ): Promise<TestDatabase> {
   const url = await createCitusDatabase(serverUrl, workerServerUrls, name);
-  const pool = new Pool({ connectionString: url });
-  pool.on('error', () => undefined);
+  const pool = createTestPool({ connectionString: url });
   let dropping: Promise<void> | undefined;
   const drop = async (): Promise<void> => {
     await pool.end();

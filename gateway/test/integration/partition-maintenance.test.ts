@@ -1,5 +1,5 @@
 import { listPartitions, maintainPartitions, type MaintenanceSettings } from '../../src/db/partitions';
-import { createTestDatabase, createTestPool, type TestDatabase } from '../helpers/database';
+import { createTestDatabase, createTestPool, rowsByPartition, type TestDatabase } from '../helpers/database';
 import type { StatsSnapshot } from '../../src/contract/schemas';
 import { postNdjson, request, startTestGateway } from '../helpers/gateway';
 import { parsePrometheusText, sampleValue } from '../helpers/prometheus-text';
@@ -26,13 +26,6 @@ async function insertAt(...times: string[]): Promise<void> {
      SELECT 1, 1, true, true, t FROM unnest($1::timestamptz[]) AS t`,
     [times],
   );
-}
-
-async function rowsByPartition(): Promise<Record<string, number>> {
-  const { rows } = await db.pool.query<{ partition: string; n: number }>(
-    `SELECT tableoid::regclass::text AS partition, count(*)::int AS n FROM user_metrics GROUP BY 1 ORDER BY 1`,
-  );
-  return Object.fromEntries(rows.map((row) => [row.partition, row.n]));
 }
 
 beforeEach(async () => {
@@ -72,14 +65,14 @@ it('moves the rows that landed in the default partition into partitions made for
   await maintainPartitions(db.pool, DAILY, NOW);
   // Far in the past, beyond the partitions made ahead, and one in a partition that exists.
   await insertAt('1999-12-31T23:59:59Z', '1999-12-31T00:00:00Z', '2026-01-20T10:00:00Z', '2026-01-10T13:00:00Z');
-  expect(await rowsByPartition()).toEqual({ user_metrics_default: 3, user_metrics_p20260110_0000: 1 });
+  expect(await rowsByPartition(db.pool)).toEqual({ user_metrics_default: 3, user_metrics_p20260110_0000: 1 });
 
   const outcome = await maintainPartitions(db.pool, DAILY, NOW);
   expect(outcome.created.map(({ name, movedRows }) => ({ name, movedRows }))).toEqual([
     { name: 'user_metrics_p19991231_0000', movedRows: 2 },
     { name: 'user_metrics_p20260120_0000', movedRows: 1 },
   ]);
-  expect(await rowsByPartition()).toEqual({
+  expect(await rowsByPartition(db.pool)).toEqual({
     user_metrics_p19991231_0000: 2,
     user_metrics_p20260110_0000: 1,
     user_metrics_p20260120_0000: 1,
@@ -97,7 +90,7 @@ it('drops only partitions entirely older than RETENTION, never the default one, 
     'user_metrics_p20260105_0000',
     'user_metrics_p20260106_0000',
   ]);
-  expect(await rowsByPartition()).toEqual({ user_metrics_p20260107_0000: 1, user_metrics_p20260110_0000: 1 });
+  expect(await rowsByPartition(db.pool)).toEqual({ user_metrics_p20260107_0000: 1, user_metrics_p20260110_0000: 1 });
   expect(await partitions()).toEqual([
     'user_metrics_p20260107_0000',
     'user_metrics_p20260110_0000',
@@ -117,7 +110,7 @@ it('lets two gateways maintain at the same time: each partition is made once and
     const made = outcomes.flatMap((o) => o.created.map((c) => c.name)).sort();
     expect(made).toHaveLength(8);
     expect(new Set(made).size).toBe(8);
-    expect(await rowsByPartition()).toEqual({ user_metrics_p20250601_0000: 1, user_metrics_p20250602_0000: 1 });
+    expect(await rowsByPartition(db.pool)).toEqual({ user_metrics_p20250601_0000: 1, user_metrics_p20250602_0000: 1 });
   } finally {
     await Promise.all(pools.map((pool) => pool.end()));
   }
@@ -137,7 +130,7 @@ it('at start-up: two gateways make the partitions ahead, and store a row 23 h ah
       .join('\n');
     expect(await postNdjson(`${one.url}/v1/metrics/bulk`, body)).toMatchObject({ body: { accepted: 2 } });
     await two.partitions.run();
-    const stored = await rowsByPartition();
+    const stored = await rowsByPartition(db.pool);
     expect(stored).toMatchObject({ user_metrics_p19900501_0000: 1 });
     expect(Object.values(stored).reduce((a, b) => a + b, 0)).toBe(2);
   } finally {

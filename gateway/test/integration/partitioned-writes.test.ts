@@ -3,7 +3,7 @@ import { metricsPageQuery } from '../../src/db/metrics-reads';
 import { createMetricsWriter } from '../../src/db/metrics-writer';
 import { encodeMetricRow } from '../../src/ingest/copy-encode';
 import type { Metric } from '../../src/ingest/schema';
-import { createTestDatabase, createTestPool, type TestDatabase } from '../helpers/database';
+import { createTestDatabase, createTestPool, partitionOfRow, type TestDatabase } from '../helpers/database';
 
 // user_metrics partitioned by time_recorded (migration 0007): the writer's plain-COPY fast path and
 // its fall-back for repeats, rows outside every partition, the reference checks on partitions, and
@@ -25,13 +25,20 @@ function row(userId: number, timeMs: number, eventId?: string): string {
   return encodeMetricRow(metric, new Date(timeMs).toISOString(), new Date().toISOString());
 }
 
-async function stored(): Promise<{ user_id: number; time: string; event_id: string | null; partition: string }[]> {
-  const { rows } = await db.pool.query(
+interface StoredRow {
+  user_id: number;
+  time: string;
+  event_id: string | null;
+  partition: string;
+}
+
+async function stored(): Promise<StoredRow[]> {
+  const { rows } = await db.pool.query<StoredRow>(
     `SELECT user_id, to_char(time_recorded AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') AS time, event_id,
             tableoid::regclass::text AS partition
        FROM user_metrics ORDER BY time_recorded, user_id, event_id`,
   );
-  return rows;
+  return rows.map((r) => ({ ...r, partition: partitionOfRow(r.partition) }));
 }
 
 beforeAll(async () => {
