@@ -15,10 +15,6 @@ async function main(): Promise<void> {
   const { logger, flushSync } = createProcessLogger(config.logLevel);
   // Whatever ends the process (a failed start included), the last lines are written first.
   process.once('exit', flushSync);
-  const exit = (code: number): never => {
-    flushSync();
-    process.exit(code);
-  };
   const database = await openDatabase(config, logger);
   const gateway = await startGateway(config, database.url, logger).catch(async (error: unknown) => {
     await database.close();
@@ -31,7 +27,7 @@ async function main(): Promise<void> {
     void (async () => {
       const { flushed } = await gateway.stop();
       await database.close({ alsoAdopted: true }); // see OpenedDatabase.close
-      exit(flushed ? 0 : 1);
+      process.exit(flushed ? 0 : 1);
     })();
   };
   process.once('SIGTERM', onSignal);

@@ -52,7 +52,7 @@ interface Marked {
 
 /**
  * Gives every request of `app` its lazy `req.log` (and `req.id`), and returns the middleware, put before
- * any route, that writes one line per request as ACCESS_LOG and the route's logging (`logsAs`) say:
+ * any route, that writes one line per request as ACCESS_LOG and the route's logging (`observedAs`) say:
  * `request completed` at info, `request errored` at error for a 5xx, `request aborted` at info when the
  * client went away unanswered, each with `req` (id, method, url, headers, remote address and port),
  * `res` (statusCode, headers) and `responseTime` (ms), as pino-http wrote them.
