@@ -112,8 +112,9 @@ export function createPrometheusTelemetry(pool: Pool): PrometheusTelemetry {
     labelNames: ['route', 'code'] as const,
     registers,
   });
-  // One child per route and status, looked up by a string key: cheaper than labels() per request.
-  const requestCounters = new Map<string, Counter.Internal>();
+  // One child per route and status, looked up by route then status: no label hashing or string built
+  // per request, as labels() would.
+  const requestCounters = new Map<string, Map<number | undefined, Counter.Internal>>();
   const batchSize = new Histogram({
     name: `${PREFIX}batch_size_rows`,
     help: 'Rows per flushed batch',
@@ -240,10 +241,13 @@ export function createPrometheusTelemetry(pool: Pool): PrometheusTelemetry {
       rejected.inc({ endpoint, reason }, rows);
     },
     requestEnded(route, status) {
-      const code = status === undefined ? 'aborted' : String(status);
-      const key = `${route} ${code}`;
-      let counter = requestCounters.get(key);
-      if (counter === undefined) requestCounters.set(key, (counter = requests.labels({ route, code })));
+      let byStatus = requestCounters.get(route);
+      if (byStatus === undefined) requestCounters.set(route, (byStatus = new Map()));
+      let counter = byStatus.get(status);
+      if (counter === undefined) {
+        const code = status === undefined ? 'aborted' : String(status);
+        byStatus.set(status, (counter = requests.labels({ route, code })));
+      }
       counter.inc();
     },
     trackBuffer(source) {
