@@ -1,4 +1,7 @@
+import { Writable } from 'node:stream';
 import { listPartitions, maintainPartitions, type MaintenanceSettings } from '../../src/db/partitions';
+import { PartitionMaintenance } from '../../src/lifecycle/partition-maintenance';
+import { createLogger } from '../../src/logger';
 import { createTestDatabase, createTestPool, rowsByPartition, type TestDatabase } from '../helpers/database';
 import type { StatsSnapshot } from '../../src/contract/schemas';
 import { postNdjson, request, startTestGateway } from '../helpers/gateway';
@@ -97,6 +100,43 @@ it('drops only partitions entirely older than RETENTION, never the default one, 
     'user_metrics_p20260111_0000',
     'user_metrics_p20260112_0000',
     'user_metrics_default',
+  ]);
+});
+
+it('gives a run up when its locks do not come within lock_timeout, says so, and does it at the next run', async () => {
+  const logged: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logged.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const maintenance = new PartitionMaintenance({
+    pool: db.pool,
+    settings: { ...DAILY, lockTimeoutMs: 200 },
+    everyMs: 3_600_000,
+    logger: createLogger('warn', sink),
+    now: () => NOW,
+  });
+  // A long reader of the default partition: making a partition needs it alone, and must not queue
+  // writers behind it for longer than lock_timeout.
+  const reader = await db.pool.connect();
+  try {
+    await reader.query('BEGIN');
+    await reader.query('LOCK TABLE user_metrics_default IN ACCESS SHARE MODE');
+    const began = Date.now();
+    expect(await maintenance.run()).toBeUndefined();
+    expect(Date.now() - began).toBeLessThan(5000);
+    expect(await partitions()).toEqual(['user_metrics_default']);
+    expect(logged.join('')).toContain('partition maintenance failed');
+  } finally {
+    await reader.query('ROLLBACK');
+    reader.release();
+  }
+  expect((await maintenance.run())?.created.map((c) => c.name)).toEqual([
+    'user_metrics_p20260110_0000',
+    'user_metrics_p20260111_0000',
+    'user_metrics_p20260112_0000',
   ]);
 });
 
