@@ -72,19 +72,33 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
   const serverUrl = requiredEnv(TEST_SERVER_URL_ENV);
   const runId = requiredEnv(TEST_RUN_ID_ENV);
   const name = `${testDatabasePrefix(runId)}${randomId()}`;
-  if (onCitus())
-    return createCitusTestDatabase(serverUrl, JSON.parse(requiredEnv(TEST_CITUS_WORKERS_ENV)), name, options);
-  const template = options.migrated === false ? 'template0' : templateName(runId);
-  await withClient(serverUrl, (client) => createDatabase(client, name, template));
-
-  const url = databaseUrl(serverUrl, name);
+  const { url, dropDatabaseNow, migrateHere } = onCitus()
+    ? await makeCitusDatabase(serverUrl, JSON.parse(requiredEnv(TEST_CITUS_WORKERS_ENV)), name)
+    : await makeDatabase(serverUrl, name, options.migrated === false ? 'template0' : templateName(runId));
   const pool = createTestPool({ connectionString: url });
   let dropping: Promise<void> | undefined;
   const drop = async (): Promise<void> => {
     await pool.end();
-    await withClient(serverUrl, (client) => dropDatabase(client, name));
+    await dropDatabaseNow();
   };
+  if (migrateHere && options.migrated !== false) await migrate(pool, testLogger);
   return { name, url, pool, drop: () => (dropping ??= drop()) };
+}
+
+interface MadeDatabase {
+  readonly url: string;
+  dropDatabaseNow(): Promise<void>;
+  /** True when the database is made empty and the migrations must be run in it. */
+  readonly migrateHere: boolean;
+}
+
+async function makeDatabase(serverUrl: string, name: string, template: string): Promise<MadeDatabase> {
+  await withClient(serverUrl, (client) => createDatabase(client, name, template));
+  return {
+    url: databaseUrl(serverUrl, name),
+    dropDatabaseNow: () => withClient(serverUrl, (client) => dropDatabase(client, name)),
+    migrateHere: false,
+  };
 }
 
 /**
@@ -92,21 +106,12 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
  * the tables): a clone of a template is no use there, Citus keeps its metadata and shards per
  * database on each node, and its background sessions keep a template busy.
  */
-async function createCitusTestDatabase(
-  serverUrl: string,
-  workerServerUrls: string[],
-  name: string,
-  options: { migrated?: boolean },
-): Promise<TestDatabase> {
-  const url = await createCitusDatabase(serverUrl, workerServerUrls, name);
-  const pool = createTestPool({ connectionString: url });
-  let dropping: Promise<void> | undefined;
-  const drop = async (): Promise<void> => {
-    await pool.end();
-    await dropCitusDatabase(serverUrl, workerServerUrls, name);
+async function makeCitusDatabase(serverUrl: string, workerServerUrls: string[], name: string): Promise<MadeDatabase> {
+  return {
+    url: await createCitusDatabase(serverUrl, workerServerUrls, name),
+    dropDatabaseNow: () => dropCitusDatabase(serverUrl, workerServerUrls, name),
+    migrateHere: true,
   };
-  if (options.migrated !== false) await migrate(pool, testLogger);
-  return { name, url, pool, drop: () => (dropping ??= drop()) };
 }
 
 /** The run id in every name lets teardown find this run's leftovers without touching another run's. */
