@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../gateway/src/config';
 import { STEP_NAMES, type StepName } from './contenders';
 
 export interface BenchOptions {
@@ -30,6 +31,8 @@ export interface BenchOptions {
   readonly sustainedLayouts: readonly SustainedLayout[];
   /** PARTITION_INTERVAL of the partitioned layout in the sustained run (as the gateway reads it). */
   readonly sustainedInterval: string;
+  /** The same, read as the gateway reads it. */
+  readonly sustainedIntervalMs: number;
   /** A database on a Citus coordinator for the `citus` step (`--citus`); migrated and seeded, not dropped. */
   readonly citusUrl?: string;
 }
@@ -156,6 +159,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
     1_000_000_000,
   );
   if (rows < bulkClients) throw new UsageError(`--rows (${rows}) must be at least --clients (${bulkClients})`);
+  const sustainedInterval = values.interval ?? '1d';
   return {
     rows,
     rounds: integer('--rounds', values.rounds, DEFAULTS.rounds, 1, 100),
@@ -173,7 +177,8 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
     chart: path.resolve(values.chart ?? defaultChartPath(out, path.resolve(defaultOut))),
     sustained: values.sustained,
     sustainedLayouts: parseLayouts(values.layouts ?? SUSTAINED_LAYOUTS.join(',')),
-    sustainedInterval: values.interval ?? '1d',
+    sustainedInterval,
+    sustainedIntervalMs: partitionIntervalMs(sustainedInterval),
     ...(values.citus === undefined ? {} : { citusUrl: values.citus }),
   };
 }
@@ -209,6 +214,17 @@ function integer(name: string, text: string | undefined, fallback: number, min: 
     throw new UsageError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
   }
   return value;
+}
+
+/** `--interval` as the gateway reads PARTITION_INTERVAL, so that a value it would refuse stops the run here. */
+function partitionIntervalMs(text: string): number {
+  if (text.trim() === '') throw new UsageError('--interval needs a duration such as 6h or 1d');
+  try {
+    return loadConfig({ PARTITION_INTERVAL: text }).partitionIntervalMs;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new UsageError(`--interval: ${error.problems.join('; ')}`);
+  }
 }
 
 function parseLayouts(list: string): SustainedLayout[] {

@@ -13,7 +13,6 @@ import { listMigrationNames } from '../gateway/src/db/migrate';
 import { listPartitions, maintainPartitions } from '../gateway/src/db/partitions';
 import { createRandom } from '../gateway/src/db/seeded-random';
 import { createLogger } from '../gateway/src/logger';
-import { loadConfig } from '../gateway/src/config';
 import { MIGRATIONS_DIR, PROJECT_ROOT } from '../gateway/src/paths';
 import {
   METRICS_TABLE,
@@ -150,7 +149,6 @@ export async function runSustained(
   const now = Date.now();
   const timeline: FleetTimeline = { startMs: now - spanMs, totalRows: options.rows, spanMs };
 
-  const intervalMs = loadConfig({ PARTITION_INTERVAL: options.sustainedInterval }).partitionIntervalMs;
   progress(`creating the bench database of each layout: ${options.sustainedLayouts.join(', ')}`);
   let partitioned: BenchDatabase | undefined;
   if (options.sustainedLayouts.includes('partitioned')) {
@@ -169,7 +167,11 @@ export async function runSustained(
     const first = timeline.startMs - 2 * DAY_MS;
     await maintainPartitions(
       partitioned.pool,
-      { intervalMs, premake: Math.ceil((now - first) / intervalMs) + 2, lockTimeoutMs: 10_000 },
+      {
+        intervalMs: options.sustainedIntervalMs,
+        premake: Math.ceil((now - first) / options.sustainedIntervalMs) + 2,
+        lockTimeoutMs: 10_000,
+      },
       first,
     );
   }
