@@ -135,8 +135,14 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
       ? new Set<StepName>(['bulk', 'copy', 'single', 'naive', 'client'])
       : parseSteps(values.only);
   if (values.big) steps.add('big');
+  if (values.sustained && values.citus !== undefined) throw new UsageError('--citus does not go with --sustained');
+  if (!values.sustained) {
+    for (const name of ['layouts', 'interval'] as const) {
+      if (values[name] !== undefined) throw new UsageError(`--${name} goes with --sustained`);
+    }
+  }
   if (values.citus !== undefined) {
-    if (!URL.canParse(values.citus)) throw new UsageError('--citus must be a postgres:// URL');
+    checkCitusUrl(values.citus);
     steps.add('citus').add('bulk');
   } else if (steps.has('citus')) {
     throw new UsageError('--only citus needs --citus URL');
@@ -214,6 +220,15 @@ function integer(name: string, text: string | undefined, fallback: number, min: 
     throw new UsageError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
   }
   return value;
+}
+
+/** A postgres:// URL that names its database (the bench migrates and empties that database). */
+function checkCitusUrl(text: string): void {
+  const url = URL.parse(text);
+  if (url === null || !['postgres:', 'postgresql:'].includes(url.protocol)) {
+    throw new UsageError(`--citus must be a postgres:// URL, got ${JSON.stringify(text)}`);
+  }
+  if (url.pathname.length <= 1) throw new UsageError('--citus: the URL must name the database (postgres://host/NAME)');
 }
 
 /** `--interval` as the gateway reads PARTITION_INTERVAL, so that a value it would refuse stops the run here. */

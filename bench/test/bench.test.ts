@@ -78,6 +78,11 @@ describe('options', () => {
     expect(selectedRuns(alone.steps)).toEqual(['bulk-1', 'bulk-n', 'bulk-citus']);
     expect(() => parseBenchArgs(['--only', 'citus'], defaultOut)).toThrow(/needs --citus/);
     expect(() => parseBenchArgs(['--citus', 'not a url'], defaultOut)).toThrow(UsageError);
+    expect(() => parseBenchArgs(['--citus', 'http://127.0.0.1:9700/metrics'], defaultOut)).toThrow(/postgres:\/\//);
+    expect(() => parseBenchArgs(['--citus', 'postgres://127.0.0.1:9700'], defaultOut)).toThrow(/database/);
+    expect(parseBenchArgs(['--citus', 'postgresql://127.0.0.1/m'], defaultOut)).toMatchObject({
+      citusUrl: 'postgresql://127.0.0.1/m',
+    });
   });
 
   it('reads sizes, --only and --big', () => {

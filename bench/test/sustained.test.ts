@@ -115,6 +115,12 @@ describe('the sustained report', () => {
     );
   });
 
+  it('takes --layouts and --interval only with --sustained, and --citus only without it', () => {
+    expect(() => parseBenchArgs(['--layouts', 'single'], '/tmp/r.md')).toThrow(/--layouts.*--sustained/);
+    expect(() => parseBenchArgs(['--interval', '6h'], '/tmp/r.md')).toThrow(/--interval.*--sustained/);
+    expect(() => parseBenchArgs(['--sustained', '--citus', 'postgres://h/m'], '/tmp/r.md')).toThrow(UsageError);
+  });
+
   it('refuses a bad --interval with a usage error before anything starts, and reads a good one once', () => {
     expect(parseBenchArgs(['--sustained', '--interval', '6h'], '/tmp/r.md')).toMatchObject({
       sustainedIntervalMs: 6 * HOUR,
