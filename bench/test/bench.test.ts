@@ -1,9 +1,11 @@
 // Smoke tests of the benchmark's pure parts; the benchmark itself is run with `npm run bench`, never here.
 
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { escapeXml, niceStep, renderRatioChart } from '../chart';
 import { RATIO_SPECS, RUN_IDS, selectedRuns } from '../contenders';
-import { splitRows } from '../dataset';
+import { datasetMetrics, splitRows, writeDataset } from '../dataset';
 import { UsageError, defaultChartPath, parseBenchArgs } from '../options';
 import { chartBars, computeRatios, renderReport, summarize, type RunResult } from '../report';
 import { formatBytes, formatCount, formatRatio, markdownTable, median, ratio, rotate } from '../stats';
@@ -50,6 +52,35 @@ describe('dataset parts', () => {
     expect(splitRows(10, 4)).toEqual([2, 3, 2, 3]);
     expect(splitRows(7, 1)).toEqual([7]);
     expect(splitRows(400_000, 4).reduce((a, b) => a + b, 0)).toBe(400_000);
+  });
+});
+
+describe('dataset rows for the client step', () => {
+  it('are the rows of the dataset file without their event_id, only as many as asked for', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-bench-test-'));
+    try {
+      const dataset = await writeDataset({
+        dir,
+        rows: 40,
+        parts: 2,
+        seed: 5,
+        startMs: Date.UTC(2026, 0, 1),
+        singleBodies: 1,
+        withEventIds: true,
+        receivedAt: new Date().toISOString(),
+      });
+      const fromFile = (await readFile(dataset.ndjsonFile, 'utf8'))
+        .trimEnd()
+        .split('\n')
+        .map((line) => {
+          const { event_id: _dropped, ...row } = JSON.parse(line) as Record<string, unknown>;
+          return row;
+        });
+      expect(datasetMetrics(dataset, 30)).toEqual(fromFile.slice(0, 30));
+      expect(datasetMetrics(dataset, 1000)).toEqual(fromFile);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
