@@ -211,7 +211,6 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
     ...(resources.citusDb === undefined ? {} : { citusDb: resources.citusDb }),
     dataset,
     workDir: resources.workDir,
-    gatewayScript: path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'main.js'),
     naiveServerScript: path.join(__dirname, 'naive-server.js'),
     progress,
   };

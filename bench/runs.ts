@@ -9,6 +9,7 @@ import { runClient } from './client-run';
 import { readProcessUsage, runTimedCommand, startService, type Service, type StopResult } from './child-processes';
 import type { RunId } from './contenders';
 import type { Dataset } from './dataset';
+import { START_TIMEOUT_MS, STOP_TIMEOUT_MS, startGateway } from './gateway-process';
 import { uploadFile, uploadNdjson, type BulkAnswer } from './http-upload';
 import type { BenchOptions } from './options';
 import type { BigUploadResult, RunResult } from './report';
@@ -22,21 +23,15 @@ export interface RunContext {
   readonly dataset: Dataset;
   /** Logs of the child processes go here. */
   readonly workDir: string;
-  readonly gatewayScript: string;
   readonly naiveServerScript: string;
   readonly progress: (line: string) => void;
 }
 
-const START_TIMEOUT_MS = 30_000;
-// The gateway flushes its buffer on SIGTERM within SHUTDOWN_TIMEOUT_MS (30 s by default).
-const STOP_TIMEOUT_MS = 60_000;
 /** Slowest load we wait for before calling a bulk or COPY run stuck: 2000 rows/s, at least 2 minutes. */
 function loadTimeoutMs(rows: number): number {
   return Math.max(120_000, rows / 2);
 }
 
-// "metrics-gateway  http://127.0.0.1:PORT" on stdout, or "url" in its JSON log line.
-export const GATEWAY_URL = /(?:"url":"|metrics-gateway\s+)(http:\/\/[^"\s]+)/;
 const NAIVE_URL = /naive-server listening on (http:\/\/\S+)/;
 
 function errorText(error: unknown): string {
@@ -48,23 +43,12 @@ export function startGatewayProcess(
   label: string,
   extraEnv: NodeJS.ProcessEnv = {},
 ): Promise<Service> {
-  return startService({
-    name: 'gateway',
-    script: context.gatewayScript,
-    env: {
-      ...process.env,
-      ...extraEnv,
-      DATABASE_URL: context.db.url,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: context.options.gatewayLogLevel,
-      MIGRATE_ON_START: 'false',
-      SEED_DEMO_DATA: 'false',
-    },
-    logFile: path.join(context.workDir, `${label}.gateway.log`),
-    urlPattern: GATEWAY_URL,
-    startTimeoutMs: START_TIMEOUT_MS,
-    stopTimeoutMs: STOP_TIMEOUT_MS,
+  return startGateway({
+    databaseUrl: context.db.url,
+    logLevel: context.options.gatewayLogLevel,
+    workDir: context.workDir,
+    label,
+    env: extraEnv,
   });
 }
 

@@ -13,7 +13,7 @@ import { listMigrationNames } from '../gateway/src/db/migrate';
 import { listPartitions, maintainPartitions } from '../gateway/src/db/partitions';
 import { createRandom } from '../gateway/src/db/seeded-random';
 import { createLogger } from '../gateway/src/logger';
-import { MIGRATIONS_DIR, PROJECT_ROOT } from '../gateway/src/paths';
+import { MIGRATIONS_DIR } from '../gateway/src/paths';
 import {
   METRICS_TABLE,
   countRows,
@@ -22,7 +22,7 @@ import {
   openBenchServer,
   type BenchDatabase,
 } from './bench-database';
-import { startService, type Service } from './child-processes';
+import type { Service } from './child-processes';
 import {
   FLEET_DEVICES,
   FLEET_USERS,
@@ -36,7 +36,7 @@ import type { BenchOptions, SustainedLayout } from './options';
 import { renderRateChart } from './rate-chart';
 import { SUSTAINED_MARKS, splicePart } from './results-file';
 import type { Resources } from './run';
-import { GATEWAY_URL } from './runs';
+import { startGateway } from './gateway-process';
 import { formatBytes, formatCount } from './stats';
 
 const DAY_MS = 86_400_000;
@@ -93,35 +93,6 @@ async function registerFleet(pool: Pool): Promise<void> {
 async function claimLaterMigrations(pool: Pool): Promise<void> {
   const later = (await listMigrationNames()).filter((name) => name.slice(0, 4) > SINGLE_TABLE_UP_TO);
   await pool.query(`INSERT INTO pgmigrations (name, run_on) SELECT n, now() FROM unnest($1::text[]) AS n`, [later]);
-}
-
-function startGateway(
-  layout: Layout,
-  workDir: string,
-  logLevel: string,
-  name: string,
-  env: Record<string, string>,
-): Promise<Service> {
-  return startService({
-    name: `gateway (${layout.label})`,
-    script: path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'main.js'),
-    env: {
-      ...process.env,
-      ...env,
-      DATABASE_URL: layout.db.url,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: logLevel,
-      MIGRATE_ON_START: 'false',
-      SEED_DEMO_DATA: 'false',
-      DATA_DIR: path.join(workDir, name),
-      SPOOL_DIR: path.join(workDir, name, 'spool'),
-    },
-    logFile: path.join(workDir, `${name}.log`),
-    urlPattern: GATEWAY_URL,
-    startTimeoutMs: 60_000,
-    stopTimeoutMs: 60_000,
-  });
 }
 
 /** Rows per reported step: a million, or a tenth of a smaller run. */
@@ -196,8 +167,13 @@ export async function runSustained(
   const facts = await describeServer(layouts[0]!.db.pool);
 
   for (const layout of layouts) {
-    layout.gateway = await startGateway(layout, workDir, options.gatewayLogLevel, layout.name, {
-      PARTITION_INTERVAL: options.sustainedInterval,
+    layout.gateway = await startGateway({
+      name: `gateway (${layout.label})`,
+      databaseUrl: layout.db.url,
+      logLevel: options.gatewayLogLevel,
+      workDir,
+      label: layout.name,
+      env: { PARTITION_INTERVAL: options.sustainedInterval },
     });
   }
 

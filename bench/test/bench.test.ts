@@ -6,6 +6,7 @@ import path from 'node:path';
 import { escapeXml, niceStep, renderRatioChart } from '../chart';
 import { RATIO_SPECS, RUN_IDS, selectedRuns } from '../contenders';
 import { datasetMetrics, splitRows, writeDataset } from '../dataset';
+import { gatewayEnvironment } from '../gateway-process';
 import { UsageError, defaultChartPath, parseBenchArgs } from '../options';
 import { chartBars, computeRatios, renderReport, summarize, type RunResult } from '../report';
 import { formatBytes, formatCount, formatRatio, markdownTable, median, ratio, rotate } from '../stats';
@@ -260,5 +261,23 @@ describe('chart', () => {
     expect(niceStep(4.4)).toBe(1);
     expect(niceStep(1.08)).toBe(0.2);
     expect(niceStep(12)).toBe(2);
+  });
+});
+
+describe('the gateway under test', () => {
+  it('keeps its DATA_DIR and spool in the work folder, one per label, whatever our environment says', () => {
+    const start = { databaseUrl: 'postgres://h/db', logLevel: 'warn', workDir: '/tmp/w', label: 'round1-bulk-1' };
+    const env = gatewayEnvironment(
+      { ...start, env: { PARTITION_INTERVAL: '6h', DATA_DIR: '/elsewhere' } },
+      { BATCH_MAX_ROWS: '500', DATA_DIR: '/project/.data', SPOOL_DIR: '/project/.data/spool' },
+    );
+    expect(env).toMatchObject({
+      BATCH_MAX_ROWS: '500',
+      PARTITION_INTERVAL: '6h',
+      DATABASE_URL: 'postgres://h/db',
+      DATA_DIR: '/tmp/w/round1-bulk-1',
+      SPOOL_DIR: '/tmp/w/round1-bulk-1/spool',
+      MIGRATE_ON_START: 'false',
+    });
   });
 });
