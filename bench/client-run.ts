@@ -7,7 +7,7 @@ import { MetricsClient, type Metric } from 'metrics-gateway-client';
 import { datasetMetrics } from './dataset';
 import { METRICS_TABLE, countRows } from './bench-database';
 import type { RunResult } from './report';
-import type { Service } from './child-processes';
+import { startGatewayProcess } from './gateway-process';
 import type { RunContext } from './runs';
 
 /** Rows the client may hold; the application waits (as one that watches pendingRows would) rather than drop. */
@@ -21,11 +21,7 @@ function quantileUs(nanoseconds: Float64Array, q: number): number {
   return (nanoseconds[Math.min(nanoseconds.length - 1, Math.floor(q * nanoseconds.length))] as number) / 1000;
 }
 
-export async function runClient(
-  context: RunContext,
-  round: number,
-  startGateway: (context: RunContext, label: string) => Promise<Service>,
-): Promise<RunResult> {
+export async function runClient(context: RunContext, round: number): Promise<RunResult> {
   const { options, dataset, progress } = context;
   const events = options.clientRows;
   // The client adds a UUIDv7 event_id to each row it tracks.
@@ -36,7 +32,7 @@ export async function runClient(
   let retries = 0;
   /** CPU time of this process (the application and the library) over the run. */
   let clientCpuSeconds: number | undefined;
-  const gateway = await startGateway(context, `round${round}-client`);
+  const gateway = await startGatewayProcess(context, `round${round}-client`);
   try {
     const client = new MetricsClient({ url: gateway.url, maxQueueRows: MAX_QUEUE_ROWS });
     client.on('retry', () => (retries += 1));

@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { PROJECT_ROOT } from '../gateway/src/paths';
 import { startService, type Service } from './child-processes';
+import type { RunContext } from './runs';
 
 export const GATEWAY_SCRIPT = path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'main.js');
 
@@ -54,5 +55,20 @@ export function startGateway(start: GatewayStart): Promise<Service> {
     urlPattern: GATEWAY_URL,
     startTimeoutMs: START_TIMEOUT_MS,
     stopTimeoutMs: STOP_TIMEOUT_MS,
+  });
+}
+
+/** The gateway of one run of the rounds, on the run's database; `label` names its log and DATA_DIR. */
+export function startGatewayProcess(
+  context: RunContext,
+  label: string,
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<Service> {
+  return startGateway({
+    databaseUrl: context.db.url,
+    logLevel: context.options.gatewayLogLevel,
+    workDir: context.workDir,
+    label,
+    env: extraEnv,
   });
 }

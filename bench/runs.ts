@@ -9,7 +9,7 @@ import { runClient } from './client-run';
 import { readProcessUsage, runTimedCommand, startService, type Service, type StopResult } from './child-processes';
 import type { RunId } from './contenders';
 import type { Dataset } from './dataset';
-import { START_TIMEOUT_MS, STOP_TIMEOUT_MS, startGateway } from './gateway-process';
+import { START_TIMEOUT_MS, STOP_TIMEOUT_MS, startGatewayProcess } from './gateway-process';
 import { uploadFile, uploadNdjson, type BulkAnswer } from './http-upload';
 import type { BenchOptions } from './options';
 import type { BigUploadResult, RunResult } from './report';
@@ -36,20 +36,6 @@ const NAIVE_URL = /naive-server listening on (http:\/\/\S+)/;
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-export function startGatewayProcess(
-  context: RunContext,
-  label: string,
-  extraEnv: NodeJS.ProcessEnv = {},
-): Promise<Service> {
-  return startGateway({
-    databaseUrl: context.db.url,
-    logLevel: context.options.gatewayLogLevel,
-    workDir: context.workDir,
-    label,
-    env: extraEnv,
-  });
 }
 
 function startNaiveProcess(context: RunContext, label: string): Promise<Service> {
@@ -308,7 +294,7 @@ export function runOne(context: RunContext, id: RunId, round: number): Promise<R
     case 'naive':
       return runSingle(context, id, round);
     case 'client':
-      return runClient(context, round, startGatewayProcess);
+      return runClient(context, round);
     case 'bulk-citus':
       if (context.citusDb === undefined) throw new Error('bulk-citus needs --citus');
       return runBulk({ ...context, db: context.citusDb }, id, round);
