@@ -8,7 +8,7 @@ import { RATIO_SPECS, RUN_IDS, selectedRuns } from '../contenders';
 import { datasetMetrics, splitRows, writeDataset } from '../dataset';
 import { gatewayEnvironment } from '../gateway-process';
 import { UsageError, defaultChartPath, parseBenchArgs } from '../options';
-import { chartBars, computeRatios, renderReport, summarize, type RunResult } from '../report';
+import { chartBars, computeRatios, renderReport, summarize, type ReportMeta, type RunResult } from '../report';
 import { formatBytes, formatCount, formatRatio, markdownTable, median, ratio, rotate } from '../stats';
 
 describe('stats', () => {
@@ -150,6 +150,20 @@ function result(id: RunResult['id'], round: number, value: number, extra: Partia
   return { id, round, value, problems: [], ...extra };
 }
 
+/** The report of `results` as the bench writes it, with the summaries and ratios it is made of. */
+function reportOf(results: readonly RunResult[], meta: Partial<ReportMeta> = {}) {
+  const summaries = summarize(results, RUN_IDS);
+  const ratios = computeRatios(summaries, 4);
+  const text = renderReport(
+    { date: new Date(), elapsedSeconds: 1, command: 'x', setup: [], rounds: 1, bulkClients: 4, ...meta },
+    summaries,
+    ratios,
+    results,
+    undefined,
+  );
+  return { summaries, ratios, text };
+}
+
 describe('report', () => {
   const results: RunResult[] = [
     result('bulk-1', 1, 100_000),
@@ -160,8 +174,7 @@ describe('report', () => {
     result('single-wait', 1, 9000, { p50Ms: 6, p99Ms: 40, requestsPerCpuSecond: 6000 }),
     result('naive', 1, 2000, { p50Ms: 30, p99Ms: 80, requestsPerCpuSecond: 2500, problems: ['3 non-2xx answers'] }),
   ];
-  const summaries = summarize(results, RUN_IDS);
-  const ratios = computeRatios(summaries, 4);
+  const { summaries, ratios } = reportOf(results);
 
   it('summarizes rounds by their median and the highest peak RSS', () => {
     const bulk = summaries.find((summary) => summary.id === 'bulk-1');
@@ -183,21 +196,14 @@ describe('report', () => {
   });
 
   it('renders the report with the command, targets and problems', () => {
-    const text = renderReport(
-      {
-        date: new Date('2026-01-02T03:04:05Z'),
-        elapsedSeconds: 12.3,
-        command: 'npm run bench -- --rows 1000',
-        setup: [['machine', '2 CPUs']],
-        rounds: 3,
-        bulkClients: 4,
-        chartLink: 'results.svg',
-      },
-      summaries,
-      ratios,
-      results,
-      undefined,
-    );
+    const { text } = reportOf(results, {
+      date: new Date('2026-01-02T03:04:05Z'),
+      elapsedSeconds: 12.3,
+      command: 'npm run bench -- --rows 1000',
+      setup: [['machine', '2 CPUs']],
+      rounds: 3,
+      chartLink: 'results.svg',
+    });
     expect(text).toContain('npm run bench -- --rows 1000');
     expect(text).toContain('| gateway bulk, 1 client ÷ psql \\copy, no FK ≥ 0.8x | 0.55x | **missed** |');
     expect(text).toContain('| single wait=true ÷ naive server ≥ 3x | 4.50x | reached |');
@@ -220,17 +226,9 @@ describe('report', () => {
         cpuSeconds: 9,
       }),
     ];
-    const clientSummaries = summarize(withClient, RUN_IDS);
-    const clientRatios = computeRatios(clientSummaries, 4);
+    const { ratios: clientRatios, text } = reportOf(withClient);
     expect(clientRatios.find((entry) => entry.spec.id === 'client/bulk-v7')?.value).toBeCloseTo(1.8);
     expect(clientRatios.find((entry) => entry.spec.id === 'client/bulk-1')?.value).toBeCloseTo(0.9);
-    const text = renderReport(
-      { date: new Date(), elapsedSeconds: 1, command: 'x', setup: [], rounds: 1, bulkClients: 4 },
-      clientSummaries,
-      clientRatios,
-      withClient,
-      undefined,
-    );
     expect(text).toContain('| client track() ÷ gateway bulk, UUIDv7 event_ids ≥ 0.8x | 1.80x | reached |');
     expect(text).toContain('## Client library (issue 10)');
     expect(text).toContain('| 1,000,000 | 99,000 | 0.8 | 3.3 | 4.50 | 9.00 | 1.80x | 0.90x |');
