@@ -20,6 +20,9 @@ import {
   createBenchDatabase,
   describeServer,
   openBenchServer,
+  recordMigrationsApplied,
+  registerUsersAndDevices,
+  tableBytes,
   type BenchDatabase,
 } from './bench-database';
 import type { Service } from './child-processes';
@@ -72,19 +75,6 @@ async function migrationsUpTo(last: string, workDir: string): Promise<string> {
   return dir;
 }
 
-/** The fleet's users and devices. */
-async function registerFleet(pool: Pool): Promise<void> {
-  await pool.query(
-    `INSERT INTO users (id, name) SELECT g, 'fleet user ' || g FROM generate_series(1, $1::int) AS g ON CONFLICT DO NOTHING`,
-    [FLEET_USERS],
-  );
-  await pool.query(
-    `INSERT INTO devices (id, type) SELECT d, 'phone' FROM unnest($1::text[]) AS d ON CONFLICT DO NOTHING`,
-    [Array.from({ length: FLEET_DEVICES }, (_, i) => fleetDeviceId(i + 1))],
-  );
-  await pool.query('VACUUM ANALYZE users, devices');
-}
-
 /**
  * The same gateway build runs on both layouts; on the single table it must not refuse to start for the
  * migrations it lacks (MIGRATE_ON_START=false checks them), so they are recorded as applied there. Its
@@ -92,7 +82,7 @@ async function registerFleet(pool: Pool): Promise<void> {
  */
 async function claimLaterMigrations(pool: Pool): Promise<void> {
   const later = (await listMigrationNames()).filter((name) => name.slice(0, 4) > SINGLE_TABLE_UP_TO);
-  await pool.query(`INSERT INTO pgmigrations (name, run_on) SELECT n, now() FROM unnest($1::text[]) AS n`, [later]);
+  await recordMigrationsApplied(pool, later);
 }
 
 /** Rows per reported step: a million, or a tenth of a smaller run. */
@@ -163,7 +153,8 @@ export async function runSustained(
       stored: 0,
     });
   }
-  for (const layout of layouts) await registerFleet(layout.db.pool);
+  const fleetDevices = Array.from({ length: FLEET_DEVICES }, (_, i) => fleetDeviceId(i + 1));
+  for (const layout of layouts) await registerUsersAndDevices(layout.db.pool, FLEET_USERS, fleetDevices);
   const facts = await describeServer(layouts[0]!.db.pool);
 
   for (const layout of layouts) {
@@ -242,15 +233,7 @@ export async function runSustained(
       problems.push(`${layout.label}: ${stored} rows in user_metrics, expected ${options.rows}`);
   }
   const partitions = partitioned === undefined ? [] : await listPartitions(partitioned.pool);
-  const sizes = await Promise.all(
-    layouts.map(async (l) => {
-      const { rows } = await l.db.pool.query<{ bytes: string }>(
-        `SELECT (pg_total_relation_size('user_metrics') + coalesce((SELECT sum(pg_total_relation_size(inhrelid))
-                   FROM pg_inherits WHERE inhparent = 'user_metrics'::regclass), 0))::text AS bytes`,
-      );
-      return Number(rows[0]?.bytes ?? 0);
-    }),
-  );
+  const sizes = await Promise.all(layouts.map((l) => tableBytes(l.db.pool, METRICS_TABLE)));
 
   const chartPath = path.join(path.dirname(options.chart), 'sustained.svg');
   const subtitle =
