@@ -9,6 +9,7 @@ import { Pool } from 'pg';
 import { maintainPartitions } from '../gateway/src/db/partitions';
 import { createLogger } from '../gateway/src/logger';
 import { createBenchDatabase, openBenchServer } from './bench-database';
+import { UsageError } from './options';
 
 const DAY = 86_400_000;
 
@@ -37,8 +38,18 @@ async function writer(pool: Pool, time: () => string, stop: { done: boolean }): 
   return longest;
 }
 
-async function main(): Promise<void> {
-  const rows = Number(process.argv[2] ?? 100_000);
+/** The rows put in the default partition: the only argument, 100,000 without it. */
+export function parseRowsArgument(args: readonly string[]): number {
+  if (args.length > 1) throw new UsageError('usage: node dist/bench/partition-move.js [rows]');
+  const text = args[0];
+  if (text === undefined) return 100_000;
+  const rows = /^\d[\d_]*$/.test(text) ? Number(text.replaceAll('_', '')) : NaN;
+  if (!Number.isSafeInteger(rows) || rows < 1)
+    throw new UsageError(`rows must be an integer of 1 or more, got ${JSON.stringify(text)}`);
+  return rows;
+}
+
+async function main(rows: number): Promise<void> {
   const logger = createLogger('warn');
   const server = await openBenchServer(process.env, logger);
   const db = await createBenchDatabase(server, logger);
@@ -85,7 +96,16 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-  process.exit(1);
-});
+if (require.main === module) {
+  let rows: number;
+  try {
+    rows = parseRowsArgument(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`partition-move: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  main(rows).catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}

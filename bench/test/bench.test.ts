@@ -8,6 +8,7 @@ import { RATIO_SPECS, RUN_IDS, selectedRuns } from '../contenders';
 import { datasetMetrics, splitRows, writeDataset } from '../dataset';
 import { gatewayEnvironment } from '../gateway-process';
 import { UsageError, defaultChartPath, parseBenchArgs } from '../options';
+import { parseRowsArgument } from '../partition-move';
 import { chartBars, computeRatios, renderReport, summarize, type ReportMeta, type RunResult } from '../report';
 import { formatBytes, formatCount, formatRatio, markdownTable, median, ratio, rotate } from '../stats';
 
@@ -277,5 +278,14 @@ describe('the gateway under test', () => {
       SPOOL_DIR: '/tmp/w/round1-bulk-1/spool',
       MIGRATE_ON_START: 'false',
     });
+  });
+});
+
+describe('partition-move', () => {
+  it('takes a row count of 1 or more, 100,000 without one, and refuses anything else', () => {
+    expect(parseRowsArgument([])).toBe(100_000);
+    expect(parseRowsArgument(['2_000'])).toBe(2000);
+    for (const bad of ['abc', '0', '1e5', '-3', '']) expect(() => parseRowsArgument([bad])).toThrow(UsageError);
+    expect(() => parseRowsArgument(['1', '2'])).toThrow(UsageError);
   });
 });
