@@ -212,6 +212,12 @@ function parseSteps(list: string): Set<StepName> {
   return steps;
 }
 
+/** The only argument of a one-off script (partition-move, index-cost): a row count, `fallback` without it. */
+export function parseRowsArgument(args: readonly string[], fallback: number): number {
+  if (args.length > 1) throw new UsageError('takes one argument at most: the row count');
+  return integer('rows', args[0], fallback, 1, 1_000_000_000);
+}
+
 function integer(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
   if (text === undefined) return fallback;
   // Digits only (underscores as separators): "1e5" or "10k" would be guesses.

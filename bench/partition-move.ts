@@ -9,7 +9,7 @@ import { Pool } from 'pg';
 import { maintainPartitions } from '../gateway/src/db/partitions';
 import { createLogger } from '../gateway/src/logger';
 import { createBenchDatabase, openBenchServer } from './bench-database';
-import { UsageError } from './options';
+import { parseRowsArgument } from './options';
 
 const DAY = 86_400_000;
 
@@ -36,17 +36,6 @@ async function writer(pool: Pool, time: () => string, stop: { done: boolean }): 
     await sleep(2);
   }
   return longest;
-}
-
-/** The rows put in the default partition: the only argument, 100,000 without it. */
-export function parseRowsArgument(args: readonly string[]): number {
-  if (args.length > 1) throw new UsageError('usage: node dist/bench/partition-move.js [rows]');
-  const text = args[0];
-  if (text === undefined) return 100_000;
-  const rows = /^\d[\d_]*$/.test(text) ? Number(text.replaceAll('_', '')) : NaN;
-  if (!Number.isSafeInteger(rows) || rows < 1)
-    throw new UsageError(`rows must be an integer of 1 or more, got ${JSON.stringify(text)}`);
-  return rows;
 }
 
 async function main(rows: number): Promise<void> {
@@ -99,7 +88,7 @@ async function main(rows: number): Promise<void> {
 if (require.main === module) {
   let rows: number;
   try {
-    rows = parseRowsArgument(process.argv.slice(2));
+    rows = parseRowsArgument(process.argv.slice(2), 100_000);
   } catch (error) {
     process.stderr.write(`partition-move: ${(error as Error).message}\n`);
     process.exit(2);

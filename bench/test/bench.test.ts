@@ -7,8 +7,7 @@ import { escapeXml, niceStep, renderRatioChart } from '../chart';
 import { RATIO_SPECS, RUN_IDS, selectedRuns } from '../contenders';
 import { datasetMetrics, splitRows, writeDataset } from '../dataset';
 import { gatewayEnvironment } from '../gateway-process';
-import { UsageError, defaultChartPath, parseBenchArgs } from '../options';
-import { parseRowsArgument } from '../partition-move';
+import { UsageError, defaultChartPath, parseBenchArgs, parseRowsArgument } from '../options';
 import { chartBars, computeRatios, renderReport, summarize, type ReportMeta, type RunResult } from '../report';
 import { formatBytes, formatCount, formatRatio, markdownTable, median, ratio, rotate } from '../stats';
 
@@ -281,11 +280,11 @@ describe('the gateway under test', () => {
   });
 });
 
-describe('partition-move', () => {
-  it('takes a row count of 1 or more, 100,000 without one, and refuses anything else', () => {
-    expect(parseRowsArgument([])).toBe(100_000);
-    expect(parseRowsArgument(['2_000'])).toBe(2000);
-    for (const bad of ['abc', '0', '1e5', '-3', '']) expect(() => parseRowsArgument([bad])).toThrow(UsageError);
-    expect(() => parseRowsArgument(['1', '2'])).toThrow(UsageError);
+describe('the row count of partition-move and index-cost', () => {
+  it('is 1 or more, the fallback without one, and anything else is refused', () => {
+    expect(parseRowsArgument([], 100_000)).toBe(100_000);
+    expect(parseRowsArgument(['2_000'], 100_000)).toBe(2000);
+    for (const bad of ['abc', '0', '1e5', '-3', '']) expect(() => parseRowsArgument([bad], 1)).toThrow(UsageError);
+    expect(() => parseRowsArgument(['1', '2'], 1)).toThrow(UsageError);
   });
 });
