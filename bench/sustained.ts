@@ -57,7 +57,6 @@ interface Layout {
   /** Seconds spent uploading in the current step. */
   stepSeconds: number;
   readonly rates: [number, number][];
-  stored: number;
 }
 
 function progress(line: string): void {
@@ -121,7 +120,6 @@ export async function runSustained(
       db: partitioned,
       stepSeconds: 0,
       rates: [],
-      stored: 0,
     });
     // Partitions for every simulated interval, late rows included, as maintenance would have made them
     // ahead of time on a live system.
@@ -150,7 +148,6 @@ export async function runSustained(
       db: single,
       stepSeconds: 0,
       rates: [],
-      stored: 0,
     });
   }
   const fleetDevices = Array.from({ length: FLEET_DEVICES }, (_, i) => fleetDeviceId(i + 1));
@@ -209,7 +206,6 @@ export async function runSustained(
           `${layout.label}: rows ${from}..${from + count - 1}: status ${answer.status}, accepted ${answer.accepted} of ${count}: ${JSON.stringify(answer.errors).slice(0, 300)}`,
         );
       }
-      layout.stored += answer.accepted;
     }
     from += count;
     if (from % step === 0 || from === options.rows) {
