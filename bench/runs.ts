@@ -280,6 +280,13 @@ export async function runSingle(
   };
 }
 
+/** The database a run loads: the one on the Citus coordinator for bulk-citus, else the bench database. */
+export function runDatabase(context: RunContext, id: RunId): BenchDatabase {
+  if (id !== 'bulk-citus') return context.db;
+  if (context.citusDb === undefined) throw new Error('bulk-citus needs --citus');
+  return context.citusDb;
+}
+
 export function runOne(context: RunContext, id: RunId, round: number): Promise<RunResult> {
   switch (id) {
     case 'bulk-1':
@@ -296,8 +303,7 @@ export function runOne(context: RunContext, id: RunId, round: number): Promise<R
     case 'client':
       return runClient(context, round);
     case 'bulk-citus':
-      if (context.citusDb === undefined) throw new Error('bulk-citus needs --citus');
-      return runBulk({ ...context, db: context.citusDb }, id, round);
+      return runBulk({ ...context, db: runDatabase(context, id) }, id, round);
   }
 }
 
