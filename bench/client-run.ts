@@ -4,16 +4,12 @@
 
 import { setImmediate as yieldToEvents, setTimeout as sleep } from 'node:timers/promises';
 import { MetricsClient, type Metric } from 'metrics-gateway-client';
+import { MAX_QUEUE_ROWS, YIELD_EVERY } from './contenders';
 import { datasetMetrics } from './dataset';
 import { METRICS_TABLE, countRows } from './bench-database';
 import type { RunResult } from './report';
 import { startGatewayProcess } from './gateway-process';
 import type { RunContext } from './runs';
-
-/** Rows the client may hold; the application waits (as one that watches pendingRows would) rather than drop. */
-const MAX_QUEUE_ROWS = 100_000;
-/** The application yields to the event loop this often, as any that handles I/O does. */
-const YIELD_EVERY = 1000;
 
 /** The q-th quantile of durations (sorted in place), in microseconds. */
 function quantileUs(nanoseconds: Float64Array, q: number): number {
