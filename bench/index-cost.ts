@@ -8,7 +8,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { Pool } from 'pg';
 import { createLogger } from '../gateway/src/logger';
 import { createBenchDatabase, openBenchServer } from './bench-database';
-import { UsageError, parseRowsArgument } from './options';
+import { runWithRowCount } from './options';
 
 /** The indexes measured: the current ones of 0007, the ones it dropped or replaced, and the set it keeps. */
 const INDEXES: readonly (readonly [string, string])[] = [
@@ -88,17 +88,4 @@ async function main(rows: number): Promise<void> {
   }
 }
 
-if (require.main === module) {
-  let rows: number;
-  try {
-    rows = parseRowsArgument(process.argv.slice(2), 200_000);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`index-cost: ${error.message}\n`);
-    process.exit(2);
-  }
-  main(rows).catch((error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-    process.exit(1);
-  });
-}
+if (require.main === module) runWithRowCount('index-cost', 200_000, main);

@@ -218,6 +218,22 @@ export function parseRowsArgument(args: readonly string[], fallback: number): nu
   return integer('rows', args[0], fallback, 1, 1_000_000_000);
 }
 
+/** Runs a one-off script's `main` with its row count; a bad one exits 2 with a message, a failure 1. */
+export function runWithRowCount(script: string, fallback: number, main: (rows: number) => Promise<void>): void {
+  let rows: number;
+  try {
+    rows = parseRowsArgument(process.argv.slice(2), fallback);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`${script}: ${error.message}\n`);
+    process.exit(2);
+  }
+  main(rows).catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}
+
 function integer(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
   if (text === undefined) return fallback;
   // Digits only (underscores as separators): "1e5" or "10k" would be guesses.

@@ -9,7 +9,7 @@ import { Pool } from 'pg';
 import { maintainPartitions } from '../gateway/src/db/partitions';
 import { createLogger } from '../gateway/src/logger';
 import { createBenchDatabase, openBenchServer } from './bench-database';
-import { parseRowsArgument } from './options';
+import { runWithRowCount } from './options';
 
 const DAY = 86_400_000;
 
@@ -85,16 +85,4 @@ async function main(rows: number): Promise<void> {
   }
 }
 
-if (require.main === module) {
-  let rows: number;
-  try {
-    rows = parseRowsArgument(process.argv.slice(2), 100_000);
-  } catch (error) {
-    process.stderr.write(`partition-move: ${(error as Error).message}\n`);
-    process.exit(2);
-  }
-  main(rows).catch((error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-    process.exit(1);
-  });
-}
+if (require.main === module) runWithRowCount('partition-move', 100_000, main);
