@@ -19,14 +19,13 @@ import pino from 'pino';
 import { createApiKey } from '../gateway/src/auth/api-keys';
 import { ApiKeyAuthenticator } from '../gateway/src/auth/authenticator';
 import { accessControl } from '../gateway/src/http/access-control';
-import { PROJECT_ROOT } from '../gateway/src/paths';
 import { generateMetrics } from '../seed/generate-metrics';
 import { createBenchDatabase, openBenchServer } from './bench-database';
-import { startService, type Service } from './child-processes';
-import { GATEWAY_URL, loadTest } from './runs';
+import type { Service } from './child-processes';
+import { startGateway } from './gateway-process';
+import { loadTest } from './runs';
 import { formatCount, formatMs, formatRatio, median } from './stats';
 
-const GATEWAY_SCRIPT = path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'main.js');
 const MODES = ['auth off', 'auth on'] as const;
 type Mode = (typeof MODES)[number];
 const MEASURES = ['single wait=true', 'single wait=false', 'bulk wait=true'] as const;
@@ -108,26 +107,14 @@ function bulkUpload(url: string, body: Buffer, rows: number, headers: Record<str
   });
 }
 
-async function startGateway(databaseUrl: string, mode: Mode, workDir: string, label: string): Promise<Service> {
-  return startService({
+function startModeGateway(databaseUrl: string, mode: Mode, workDir: string, label: string): Promise<Service> {
+  return startGateway({
     name: `gateway (${mode})`,
-    script: GATEWAY_SCRIPT,
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      // Anything the gateway keeps on disk (its spool) goes to the temporary folder, not the project's .data.
-      DATA_DIR: path.join(workDir, label),
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      MIGRATE_ON_START: 'false',
-      SEED_DEMO_DATA: 'false',
-      AUTH_REQUIRED: mode === 'auth on' ? 'true' : 'false',
-    },
-    logFile: path.join(workDir, `${label}.log`),
-    urlPattern: GATEWAY_URL,
-    startTimeoutMs: 30_000,
-    stopTimeoutMs: 60_000,
+    databaseUrl,
+    logLevel: 'warn',
+    workDir,
+    label,
+    env: { AUTH_REQUIRED: mode === 'auth on' ? 'true' : 'false' },
   });
 }
 
@@ -173,7 +160,7 @@ async function main(): Promise<void> {
     const bulkBody = Buffer.from(
       `${[...generateMetrics({ count: opts.rows, seed: 2 })].map((metric) => JSON.stringify(metric)).join('\n')}\n`,
     );
-    for (const mode of MODES) gateways[mode] = await startGateway(db.url, mode, workDir, mode.replace(' ', '-'));
+    for (const mode of MODES) gateways[mode] = await startModeGateway(db.url, mode, workDir, mode.replace(' ', '-'));
     const urlOf = (mode: Mode): string => (gateways[mode] as Service).url;
 
     const runs: Record<Measure, (mode: Mode, seconds: number) => Promise<Sample>> = {

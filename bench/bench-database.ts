@@ -5,7 +5,7 @@ import { DatabaseError, Pool, escapeIdentifier } from 'pg';
 import type { Logger } from 'pino';
 import { seedDemoData } from '../gateway/src/db/demo-data';
 import { databaseUrl, openDevServer, withClient, type DevServer } from '../gateway/src/db/dev-postgres';
-import { migrate } from '../gateway/src/db/migrate';
+import { MIGRATIONS_TABLE, migrate } from '../gateway/src/db/migrate';
 
 export const METRICS_TABLE = 'user_metrics';
 /** Same shape as user_metrics, without foreign keys or triggers: the physical limit of the table. */
@@ -92,7 +92,7 @@ function benchPool(url: string): Pool {
 /** Migrates, seeds the demo users and devices, adds the no-FK table; returns the applied migrations. */
 async function prepare(pool: Pool, logger: Logger, migrationsDir?: string): Promise<string[]> {
   await migrate(pool, logger, migrationsDir);
-  const applied = await pool.query<{ name: string }>('SELECT name FROM pgmigrations ORDER BY run_on, id');
+  const applied = await pool.query<{ name: string }>(`SELECT name FROM ${MIGRATIONS_TABLE} ORDER BY run_on, id`);
   await seedDemoData(pool);
   await pool.query(`CREATE TABLE IF NOT EXISTS ${NO_FK_TABLE} (LIKE ${METRICS_TABLE} INCLUDING ALL)`);
   // Autovacuum would analyze the freshly seeded tables at some moment during the benchmark, and the
@@ -119,6 +119,37 @@ export async function resetTables(pool: Pool): Promise<void> {
 export async function countRows(pool: Pool, table: string): Promise<number> {
   const result = await pool.query<{ count: string }>(`SELECT count(*) AS count FROM ${escapeIdentifier(table)}`);
   return Number(result.rows[0]?.count ?? NaN);
+}
+
+/** Bytes of `table`, its indexes and TOAST, its partitions included. */
+export async function tableBytes(pool: Pool, table: string): Promise<number> {
+  const { rows } = await pool.query<{ bytes: string }>(
+    `SELECT (pg_total_relation_size($1::regclass)
+             + coalesce((SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = $1::regclass), 0)
+            )::text AS bytes`,
+    [table],
+  );
+  return Number(rows[0]?.bytes ?? NaN);
+}
+
+/** Users 1..`users` and the devices `deviceIds` (those not there yet), then analyzed, as the bench needs them. */
+export async function registerUsersAndDevices(pool: Pool, users: number, deviceIds: readonly string[]): Promise<void> {
+  await pool.query(
+    `INSERT INTO users (id, name) SELECT g, 'bench user ' || g FROM generate_series(1, $1::int) AS g ON CONFLICT DO NOTHING`,
+    [users],
+  );
+  await pool.query(
+    `INSERT INTO devices (id, type) SELECT d, 'phone' FROM unnest($1::text[]) AS d ON CONFLICT DO NOTHING`,
+    [deviceIds],
+  );
+  await pool.query('VACUUM ANALYZE users, devices');
+}
+
+/** Records migrations as applied without running them. */
+export async function recordMigrationsApplied(pool: Pool, names: readonly string[]): Promise<void> {
+  await pool.query(`INSERT INTO ${MIGRATIONS_TABLE} (name, run_on) SELECT n, now() FROM unnest($1::text[]) AS n`, [
+    names,
+  ]);
 }
 
 export interface ServerFacts {

@@ -42,6 +42,18 @@ export function niceStep(max: number, maxTicks = 8): number {
   return 10 * power;
 }
 
+/** The start of a chart: the <svg> element, a white background, the title and the subtitle. */
+export function svgHead(width: number, height: number, title: string, subtitle?: string): string[] {
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
+      `font-family="Helvetica, Arial, sans-serif" font-size="13">`,
+    `<title>${escapeXml(title)}</title>`,
+    `<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="16" y="28" font-size="18" font-weight="bold" fill="#212121">${escapeXml(title)}</text>`,
+    ...(subtitle === undefined ? [] : [`<text x="16" y="50" fill="#616161">${escapeXml(subtitle)}</text>`]),
+  ];
+}
+
 /** Numbers as the axis shows them: 0, 0.5, 1, 2.5, 10. */
 function tickText(value: number): string {
   return `${Number(value.toFixed(3))}x`;
@@ -58,17 +70,7 @@ export function renderRatioChart(chart: RatioChart): string {
   const x = (value: number): number => PLOT_LEFT + (value / axisMax) * (PLOT_RIGHT - PLOT_LEFT);
   const round = (value: number): string => value.toFixed(1);
 
-  const parts: string[] = [];
-  parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" ` +
-      `font-family="Helvetica, Arial, sans-serif" font-size="13">`,
-    `<title>${escapeXml(chart.title)}</title>`,
-    `<rect x="0" y="0" width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
-    `<text x="16" y="28" font-size="18" font-weight="bold" fill="#212121">${escapeXml(chart.title)}</text>`,
-  );
-  if (chart.subtitle !== undefined) {
-    parts.push(`<text x="16" y="50" fill="#616161">${escapeXml(chart.subtitle)}</text>`);
-  }
+  const parts = svgHead(WIDTH, height, chart.title, chart.subtitle);
 
   // Grid and axis labels first, so the bars are drawn over them.
   const plotBottom = TOP + rowsHeight;

@@ -2,30 +2,14 @@
 // application would, and the library batches, compresses and sends them; end to end from the first
 // track() to close() resolving (every row committed). Reports rows/s and the time of track() itself.
 
-import { readFile } from 'node:fs/promises';
 import { setImmediate as yieldToEvents, setTimeout as sleep } from 'node:timers/promises';
 import { MetricsClient, type Metric } from 'metrics-gateway-client';
+import { MAX_QUEUE_ROWS, YIELD_EVERY } from './contenders';
+import { datasetMetrics } from './dataset';
 import { METRICS_TABLE, countRows } from './bench-database';
 import type { RunResult } from './report';
-import type { Service } from './child-processes';
+import { startGatewayProcess } from './gateway-process';
 import type { RunContext } from './runs';
-
-/** Rows the client may hold; the application waits (as one that watches pendingRows would) rather than drop. */
-const MAX_QUEUE_ROWS = 100_000;
-/** The application yields to the event loop this often, as any that handles I/O does. */
-const YIELD_EVERY = 1000;
-
-/** The dataset's rows as objects, without event_id (the client adds a UUIDv7 to each it tracks). */
-async function datasetRows(file: string): Promise<Metric[]> {
-  const text = await readFile(file, 'utf8');
-  return text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => {
-      const { event_id: _dropped, ...row } = JSON.parse(line) as Metric;
-      return row;
-    });
-}
 
 /** The q-th quantile of durations (sorted in place), in microseconds. */
 function quantileUs(nanoseconds: Float64Array, q: number): number {
@@ -33,21 +17,18 @@ function quantileUs(nanoseconds: Float64Array, q: number): number {
   return (nanoseconds[Math.min(nanoseconds.length - 1, Math.floor(q * nanoseconds.length))] as number) / 1000;
 }
 
-export async function runClient(
-  context: RunContext,
-  round: number,
-  startGateway: (context: RunContext, label: string) => Promise<Service>,
-): Promise<RunResult> {
+export async function runClient(context: RunContext, round: number): Promise<RunResult> {
   const { options, dataset, progress } = context;
   const events = options.clientRows;
-  const rows = await datasetRows(dataset.ndjsonFile);
+  // The client adds a UUIDv7 event_id to each row it tracks.
+  const rows = datasetMetrics(dataset, events);
   const problems: string[] = [];
   const trackNs = new Float64Array(events);
   let seconds: number | undefined;
   let retries = 0;
   /** CPU time of this process (the application and the library) over the run. */
   let clientCpuSeconds: number | undefined;
-  const gateway = await startGateway(context, `round${round}-client`);
+  const gateway = await startGatewayProcess(context, `round${round}-client`);
   try {
     const client = new MetricsClient({ url: gateway.url, maxQueueRows: MAX_QUEUE_ROWS });
     client.on('retry', () => (retries += 1));

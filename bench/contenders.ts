@@ -20,6 +20,11 @@ export const RUN_IDS = [
 ] as const;
 export type RunId = (typeof RUN_IDS)[number];
 
+/** The client step: rows the client may hold; the application waits (as one that watches pendingRows would) rather than drop. */
+export const MAX_QUEUE_ROWS = 100_000;
+/** The client step: the application yields to the event loop this often, as any that handles I/O does. */
+export const YIELD_EVERY = 1000;
+
 export type RunUnit = 'rows/s' | 'req/s';
 
 export interface RunSpec {

@@ -6,7 +6,7 @@ import { COPY_COLUMNS } from '../gateway/src/db/copy-row';
 import { encodeMetricRow } from '../gateway/src/ingest/copy-encode';
 import { checkMetric } from '../gateway/src/ingest/schema';
 import { uuidv7 } from 'metrics-gateway-client';
-import { generateMetrics } from '../seed/generate-metrics';
+import { generateMetrics, type GeneratedMetric } from '../seed/generate-metrics';
 
 export interface Dataset {
   readonly rows: number;
@@ -143,4 +143,12 @@ export async function writeDataset(options: DatasetOptions): Promise<Dataset> {
     singleBodies,
     ...(v7 === undefined ? {} : { v7File: { file: path.join(dir, 'metrics.v7.ndjson'), bytes: v7.bytes } }),
   };
+}
+
+/**
+ * The first `count` rows of `dataset` (all if it has fewer) as objects, without event_id: generated
+ * again from its seed, which gives the same rows as its files (event ids come from a stream of their own).
+ */
+export function datasetMetrics(dataset: Dataset, count: number): GeneratedMetric[] {
+  return [...generateMetrics({ count: Math.min(count, dataset.rows), seed: dataset.seed, startMs: dataset.startMs })];
 }

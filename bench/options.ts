@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../gateway/src/config';
 import { STEP_NAMES, type StepName } from './contenders';
 
 export interface BenchOptions {
@@ -30,6 +31,8 @@ export interface BenchOptions {
   readonly sustainedLayouts: readonly SustainedLayout[];
   /** PARTITION_INTERVAL of the partitioned layout in the sustained run (as the gateway reads it). */
   readonly sustainedInterval: string;
+  /** The same, read as the gateway reads it. */
+  readonly sustainedIntervalMs: number;
   /** A database on a Citus coordinator for the `citus` step (`--citus`); migrated and seeded, not dropped. */
   readonly citusUrl?: string;
 }
@@ -132,8 +135,14 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
       ? new Set<StepName>(['bulk', 'copy', 'single', 'naive', 'client'])
       : parseSteps(values.only);
   if (values.big) steps.add('big');
+  if (values.sustained && values.citus !== undefined) throw new UsageError('--citus does not go with --sustained');
+  if (!values.sustained) {
+    for (const name of ['layouts', 'interval'] as const) {
+      if (values[name] !== undefined) throw new UsageError(`--${name} goes with --sustained`);
+    }
+  }
   if (values.citus !== undefined) {
-    if (!URL.canParse(values.citus)) throw new UsageError('--citus must be a postgres:// URL');
+    checkCitusUrl(values.citus);
     steps.add('citus').add('bulk');
   } else if (steps.has('citus')) {
     throw new UsageError('--only citus needs --citus URL');
@@ -156,6 +165,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
     1_000_000_000,
   );
   if (rows < bulkClients) throw new UsageError(`--rows (${rows}) must be at least --clients (${bulkClients})`);
+  const sustainedInterval = values.interval ?? '1d';
   return {
     rows,
     rounds: integer('--rounds', values.rounds, DEFAULTS.rounds, 1, 100),
@@ -173,7 +183,8 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
     chart: path.resolve(values.chart ?? defaultChartPath(out, path.resolve(defaultOut))),
     sustained: values.sustained,
     sustainedLayouts: parseLayouts(values.layouts ?? SUSTAINED_LAYOUTS.join(',')),
-    sustainedInterval: values.interval ?? '1d',
+    sustainedInterval,
+    sustainedIntervalMs: partitionIntervalMs(sustainedInterval),
     ...(values.citus === undefined ? {} : { citusUrl: values.citus }),
   };
 }
@@ -201,6 +212,28 @@ function parseSteps(list: string): Set<StepName> {
   return steps;
 }
 
+/** The only argument of a one-off script (partition-move, index-cost): a row count, `fallback` without it. */
+export function parseRowsArgument(args: readonly string[], fallback: number): number {
+  if (args.length > 1) throw new UsageError('takes one argument at most: the row count');
+  return integer('rows', args[0], fallback, 1, 1_000_000_000);
+}
+
+/** Runs a one-off script's `main` with its row count; a bad one exits 2 with a message, a failure 1. */
+export function runWithRowCount(script: string, fallback: number, main: (rows: number) => Promise<void>): void {
+  let rows: number;
+  try {
+    rows = parseRowsArgument(process.argv.slice(2), fallback);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`${script}: ${error.message}\n`);
+    process.exit(2);
+  }
+  main(rows).catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}
+
 function integer(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
   if (text === undefined) return fallback;
   // Digits only (underscores as separators): "1e5" or "10k" would be guesses.
@@ -209,6 +242,26 @@ function integer(name: string, text: string | undefined, fallback: number, min: 
     throw new UsageError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
   }
   return value;
+}
+
+/** A postgres:// URL that names its database (the bench migrates and empties that database). */
+function checkCitusUrl(text: string): void {
+  const url = URL.parse(text);
+  if (url === null || !['postgres:', 'postgresql:'].includes(url.protocol)) {
+    throw new UsageError(`--citus must be a postgres:// URL, got ${JSON.stringify(text)}`);
+  }
+  if (url.pathname.length <= 1) throw new UsageError('--citus: the URL must name the database (postgres://host/NAME)');
+}
+
+/** `--interval` as the gateway reads PARTITION_INTERVAL, so that a value it would refuse stops the run here. */
+function partitionIntervalMs(text: string): number {
+  if (text.trim() === '') throw new UsageError('--interval needs a duration such as 6h or 1d');
+  try {
+    return loadConfig({ PARTITION_INTERVAL: text }).partitionIntervalMs;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new UsageError(`--interval: ${error.problems.join('; ')}`);
+  }
 }
 
 function parseLayouts(list: string): SustainedLayout[] {

@@ -9,6 +9,7 @@ import { Pool } from 'pg';
 import { maintainPartitions } from '../gateway/src/db/partitions';
 import { createLogger } from '../gateway/src/logger';
 import { createBenchDatabase, openBenchServer } from './bench-database';
+import { runWithRowCount } from './options';
 
 const DAY = 86_400_000;
 
@@ -37,8 +38,7 @@ async function writer(pool: Pool, time: () => string, stop: { done: boolean }): 
   return longest;
 }
 
-async function main(): Promise<void> {
-  const rows = Number(process.argv[2] ?? 100_000);
+async function main(rows: number): Promise<void> {
   const logger = createLogger('warn');
   const server = await openBenchServer(process.env, logger);
   const db = await createBenchDatabase(server, logger);
@@ -85,7 +85,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-  process.exit(1);
-});
+if (require.main === module) runWithRowCount('partition-move', 100_000, main);

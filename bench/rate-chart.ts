@@ -1,6 +1,6 @@
 // A line chart of rows/s against rows stored, one line per layout, as a hand-written SVG.
 
-import { escapeXml, niceStep } from './chart';
+import { escapeXml, niceStep, svgHead } from './chart';
 
 export interface RateSeries {
   readonly label: string;
@@ -35,14 +35,7 @@ export function renderRateChart(title: string, subtitle: string, series: readonl
         ? `${Number((value / 1e3).toFixed(1))}k`
         : `${value}`;
 
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" ` +
-      `font-family="Helvetica, Arial, sans-serif" font-size="13">`,
-    `<title>${escapeXml(title)}</title>`,
-    `<rect x="0" y="0" width="${WIDTH}" height="${HEIGHT}" fill="#ffffff"/>`,
-    `<text x="16" y="28" font-size="18" font-weight="bold" fill="#212121">${escapeXml(title)}</text>`,
-    `<text x="16" y="50" fill="#616161">${escapeXml(subtitle)}</text>`,
-  ];
+  const parts = svgHead(WIDTH, HEIGHT, title, subtitle);
   for (let v = 0; v <= yMax + yStep / 1000; v += yStep) {
     parts.push(
       `<line x1="${LEFT}" y1="${y(v)}" x2="${WIDTH - RIGHT}" y2="${y(v)}" stroke="#e0e0e0"/>`,

@@ -2,9 +2,11 @@
 
 import {
   BIG_UPLOAD_RSS_TARGET_BYTES,
+  MAX_QUEUE_ROWS,
   RATIO_SPECS,
   RUN_SPECS,
   SINGLE_WAIT_P99_TARGET_MS,
+  YIELD_EVERY,
   ratioLabel,
   runLabel,
   type RatioSpec,
@@ -244,7 +246,7 @@ function clientSection(results: readonly RunResult[], ratios: readonly RatioResu
     '',
     'One process (the benchmark) calls `MetricsClient.track()` once per event, cycling through the same rows',
     'as the bulk runs, without their event_id: the client adds a UUIDv7 to each. It yields to the event loop',
-    'every 1000 events and waits while 100,000 rows are held. rows/s = events ÷ wall time from the first',
+    `every ${formatCount(YIELD_EVERY)} events and waits while ${formatCount(MAX_QUEUE_ROWS)} rows are held. rows/s = events ÷ wall time from the first`,
     'track() to close() resolving with every row committed (default options: 5000 rows per gzip request, 4 in',
     'flight). track() times are of the call alone (process.hrtime), over every event. The target compares it',
     'with one bulk upload of the same rows each with a UUIDv7 event_id (`bulk-v7`): rows with an event_id take',

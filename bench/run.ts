@@ -25,7 +25,7 @@ import { RUN_SPECS, runLabel, selectedRuns, type RunId } from './contenders';
 import { DATASET_START_MS, writeDataset, type Dataset } from './dataset';
 import { USAGE, UsageError, parseBenchArgs, type BenchOptions } from './options';
 import { chartBars, computeRatios, renderReport, summarize, type BigUploadResult, type RunResult } from './report';
-import { runBigUpload, runOne, type RunContext } from './runs';
+import { runBigUpload, runDatabase, runOne, type RunContext } from './runs';
 import { ROUNDS_MARKS, splicePart } from './results-file';
 import { runSustained } from './sustained';
 import { formatBytes, formatCount, formatRatio, formatSeconds, median, rotate } from './stats';
@@ -211,7 +211,6 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
     ...(resources.citusDb === undefined ? {} : { citusDb: resources.citusDb }),
     dataset,
     workDir: resources.workDir,
-    gatewayScript: path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'main.js'),
     naiveServerScript: path.join(__dirname, 'naive-server.js'),
     progress,
   };
@@ -221,7 +220,7 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
     // Each round starts with another contender, so none is always first (or always after the same one).
     for (const id of rotate(runs, round - 1)) {
       progress(`round ${round}/${options.rounds} · ${describeRun(options, id, dataset)}`);
-      await resetTables(id === 'bulk-citus' && resources.citusDb ? resources.citusDb.pool : db.pool);
+      await resetTables(runDatabase(context, id).pool);
       let result: RunResult;
       try {
         result = await runOne(context, id, round);

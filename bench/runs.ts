@@ -9,6 +9,7 @@ import { runClient } from './client-run';
 import { readProcessUsage, runTimedCommand, startService, type Service, type StopResult } from './child-processes';
 import type { RunId } from './contenders';
 import type { Dataset } from './dataset';
+import { START_TIMEOUT_MS, STOP_TIMEOUT_MS, startGatewayProcess } from './gateway-process';
 import { uploadFile, uploadNdjson, type BulkAnswer } from './http-upload';
 import type { BenchOptions } from './options';
 import type { BigUploadResult, RunResult } from './report';
@@ -22,50 +23,19 @@ export interface RunContext {
   readonly dataset: Dataset;
   /** Logs of the child processes go here. */
   readonly workDir: string;
-  readonly gatewayScript: string;
   readonly naiveServerScript: string;
   readonly progress: (line: string) => void;
 }
 
-const START_TIMEOUT_MS = 30_000;
-// The gateway flushes its buffer on SIGTERM within SHUTDOWN_TIMEOUT_MS (30 s by default).
-const STOP_TIMEOUT_MS = 60_000;
 /** Slowest load we wait for before calling a bulk or COPY run stuck: 2000 rows/s, at least 2 minutes. */
 function loadTimeoutMs(rows: number): number {
   return Math.max(120_000, rows / 2);
 }
 
-// "metrics-gateway  http://127.0.0.1:PORT" on stdout, or "url" in its JSON log line.
-export const GATEWAY_URL = /(?:"url":"|metrics-gateway\s+)(http:\/\/[^"\s]+)/;
 const NAIVE_URL = /naive-server listening on (http:\/\/\S+)/;
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-export function startGatewayProcess(
-  context: RunContext,
-  label: string,
-  extraEnv: NodeJS.ProcessEnv = {},
-): Promise<Service> {
-  return startService({
-    name: 'gateway',
-    script: context.gatewayScript,
-    env: {
-      ...process.env,
-      ...extraEnv,
-      DATABASE_URL: context.db.url,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: context.options.gatewayLogLevel,
-      MIGRATE_ON_START: 'false',
-      SEED_DEMO_DATA: 'false',
-    },
-    logFile: path.join(context.workDir, `${label}.gateway.log`),
-    urlPattern: GATEWAY_URL,
-    startTimeoutMs: START_TIMEOUT_MS,
-    stopTimeoutMs: STOP_TIMEOUT_MS,
-  });
 }
 
 function startNaiveProcess(context: RunContext, label: string): Promise<Service> {
@@ -310,6 +280,13 @@ export async function runSingle(
   };
 }
 
+/** The database a run loads: the one on the Citus coordinator for bulk-citus, else the bench database. */
+export function runDatabase(context: RunContext, id: RunId): BenchDatabase {
+  if (id !== 'bulk-citus') return context.db;
+  if (context.citusDb === undefined) throw new Error('bulk-citus needs --citus');
+  return context.citusDb;
+}
+
 export function runOne(context: RunContext, id: RunId, round: number): Promise<RunResult> {
   switch (id) {
     case 'bulk-1':
@@ -324,10 +301,9 @@ export function runOne(context: RunContext, id: RunId, round: number): Promise<R
     case 'naive':
       return runSingle(context, id, round);
     case 'client':
-      return runClient(context, round, startGatewayProcess);
+      return runClient(context, round);
     case 'bulk-citus':
-      if (context.citusDb === undefined) throw new Error('bulk-citus needs --citus');
-      return runBulk({ ...context, db: context.citusDb }, id, round);
+      return runBulk({ ...context, db: runDatabase(context, id) }, id, round);
   }
 }
 

@@ -13,17 +13,19 @@ import { listMigrationNames } from '../gateway/src/db/migrate';
 import { listPartitions, maintainPartitions } from '../gateway/src/db/partitions';
 import { createRandom } from '../gateway/src/db/seeded-random';
 import { createLogger } from '../gateway/src/logger';
-import { loadConfig } from '../gateway/src/config';
-import { MIGRATIONS_DIR, PROJECT_ROOT } from '../gateway/src/paths';
+import { MIGRATIONS_DIR } from '../gateway/src/paths';
 import {
   METRICS_TABLE,
   countRows,
   createBenchDatabase,
   describeServer,
   openBenchServer,
+  recordMigrationsApplied,
+  registerUsersAndDevices,
+  tableBytes,
   type BenchDatabase,
 } from './bench-database';
-import { startService, type Service } from './child-processes';
+import type { Service } from './child-processes';
 import {
   FLEET_DEVICES,
   FLEET_USERS,
@@ -37,7 +39,7 @@ import type { BenchOptions, SustainedLayout } from './options';
 import { renderRateChart } from './rate-chart';
 import { SUSTAINED_MARKS, splicePart } from './results-file';
 import type { Resources } from './run';
-import { GATEWAY_URL } from './runs';
+import { startGateway } from './gateway-process';
 import { formatBytes, formatCount } from './stats';
 
 const DAY_MS = 86_400_000;
@@ -55,7 +57,6 @@ interface Layout {
   /** Seconds spent uploading in the current step. */
   stepSeconds: number;
   readonly rates: [number, number][];
-  stored: number;
 }
 
 function progress(line: string): void {
@@ -73,19 +74,6 @@ async function migrationsUpTo(last: string, workDir: string): Promise<string> {
   return dir;
 }
 
-/** The fleet's users and devices. */
-async function registerFleet(pool: Pool): Promise<void> {
-  await pool.query(
-    `INSERT INTO users (id, name) SELECT g, 'fleet user ' || g FROM generate_series(1, $1::int) AS g ON CONFLICT DO NOTHING`,
-    [FLEET_USERS],
-  );
-  await pool.query(
-    `INSERT INTO devices (id, type) SELECT d, 'phone' FROM unnest($1::text[]) AS d ON CONFLICT DO NOTHING`,
-    [Array.from({ length: FLEET_DEVICES }, (_, i) => fleetDeviceId(i + 1))],
-  );
-  await pool.query('VACUUM ANALYZE users, devices');
-}
-
 /**
  * The same gateway build runs on both layouts; on the single table it must not refuse to start for the
  * migrations it lacks (MIGRATE_ON_START=false checks them), so they are recorded as applied there. Its
@@ -93,36 +81,7 @@ async function registerFleet(pool: Pool): Promise<void> {
  */
 async function claimLaterMigrations(pool: Pool): Promise<void> {
   const later = (await listMigrationNames()).filter((name) => name.slice(0, 4) > SINGLE_TABLE_UP_TO);
-  await pool.query(`INSERT INTO pgmigrations (name, run_on) SELECT n, now() FROM unnest($1::text[]) AS n`, [later]);
-}
-
-function startGateway(
-  layout: Layout,
-  workDir: string,
-  logLevel: string,
-  name: string,
-  env: Record<string, string>,
-): Promise<Service> {
-  return startService({
-    name: `gateway (${layout.label})`,
-    script: path.join(PROJECT_ROOT, 'dist', 'gateway', 'src', 'main.js'),
-    env: {
-      ...process.env,
-      ...env,
-      DATABASE_URL: layout.db.url,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: logLevel,
-      MIGRATE_ON_START: 'false',
-      SEED_DEMO_DATA: 'false',
-      DATA_DIR: path.join(workDir, name),
-      SPOOL_DIR: path.join(workDir, name, 'spool'),
-    },
-    logFile: path.join(workDir, `${name}.log`),
-    urlPattern: GATEWAY_URL,
-    startTimeoutMs: 60_000,
-    stopTimeoutMs: 60_000,
-  });
+  await recordMigrationsApplied(pool, later);
 }
 
 /** Rows per reported step: a million, or a tenth of a smaller run. */
@@ -150,7 +109,6 @@ export async function runSustained(
   const now = Date.now();
   const timeline: FleetTimeline = { startMs: now - spanMs, totalRows: options.rows, spanMs };
 
-  const intervalMs = loadConfig({ PARTITION_INTERVAL: options.sustainedInterval }).partitionIntervalMs;
   progress(`creating the bench database of each layout: ${options.sustainedLayouts.join(', ')}`);
   let partitioned: BenchDatabase | undefined;
   if (options.sustainedLayouts.includes('partitioned')) {
@@ -162,14 +120,17 @@ export async function runSustained(
       db: partitioned,
       stepSeconds: 0,
       rates: [],
-      stored: 0,
     });
     // Partitions for every simulated interval, late rows included, as maintenance would have made them
     // ahead of time on a live system.
     const first = timeline.startMs - 2 * DAY_MS;
     await maintainPartitions(
       partitioned.pool,
-      { intervalMs, premake: Math.ceil((now - first) / intervalMs) + 2, lockTimeoutMs: 10_000 },
+      {
+        intervalMs: options.sustainedIntervalMs,
+        premake: Math.ceil((now - first) / options.sustainedIntervalMs) + 2,
+        lockTimeoutMs: 10_000,
+      },
       first,
     );
   }
@@ -187,15 +148,20 @@ export async function runSustained(
       db: single,
       stepSeconds: 0,
       rates: [],
-      stored: 0,
     });
   }
-  for (const layout of layouts) await registerFleet(layout.db.pool);
+  const fleetDevices = Array.from({ length: FLEET_DEVICES }, (_, i) => fleetDeviceId(i + 1));
+  for (const layout of layouts) await registerUsersAndDevices(layout.db.pool, FLEET_USERS, fleetDevices);
   const facts = await describeServer(layouts[0]!.db.pool);
 
   for (const layout of layouts) {
-    layout.gateway = await startGateway(layout, workDir, options.gatewayLogLevel, layout.name, {
-      PARTITION_INTERVAL: options.sustainedInterval,
+    layout.gateway = await startGateway({
+      name: `gateway (${layout.label})`,
+      databaseUrl: layout.db.url,
+      logLevel: options.gatewayLogLevel,
+      workDir,
+      label: layout.name,
+      env: { PARTITION_INTERVAL: options.sustainedInterval },
     });
   }
 
@@ -240,7 +206,6 @@ export async function runSustained(
           `${layout.label}: rows ${from}..${from + count - 1}: status ${answer.status}, accepted ${answer.accepted} of ${count}: ${JSON.stringify(answer.errors).slice(0, 300)}`,
         );
       }
-      layout.stored += answer.accepted;
     }
     from += count;
     if (from % step === 0 || from === options.rows) {
@@ -264,15 +229,7 @@ export async function runSustained(
       problems.push(`${layout.label}: ${stored} rows in user_metrics, expected ${options.rows}`);
   }
   const partitions = partitioned === undefined ? [] : await listPartitions(partitioned.pool);
-  const sizes = await Promise.all(
-    layouts.map(async (l) => {
-      const { rows } = await l.db.pool.query<{ bytes: string }>(
-        `SELECT (pg_total_relation_size('user_metrics') + coalesce((SELECT sum(pg_total_relation_size(inhrelid))
-                   FROM pg_inherits WHERE inhparent = 'user_metrics'::regclass), 0))::text AS bytes`,
-      );
-      return Number(rows[0]?.bytes ?? 0);
-    }),
-  );
+  const sizes = await Promise.all(layouts.map((l) => tableBytes(l.db.pool, METRICS_TABLE)));
 
   const chartPath = path.join(path.dirname(options.chart), 'sustained.svg');
   const subtitle =

@@ -1,11 +1,14 @@
 // Smoke tests of the benchmark's pure parts; the benchmark itself is run with `npm run bench`, never here.
 
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { escapeXml, niceStep, renderRatioChart } from '../chart';
 import { RATIO_SPECS, RUN_IDS, selectedRuns } from '../contenders';
-import { splitRows } from '../dataset';
-import { UsageError, defaultChartPath, parseBenchArgs } from '../options';
-import { chartBars, computeRatios, renderReport, summarize, type RunResult } from '../report';
+import { datasetMetrics, splitRows, writeDataset } from '../dataset';
+import { gatewayEnvironment } from '../gateway-process';
+import { UsageError, defaultChartPath, parseBenchArgs, parseRowsArgument } from '../options';
+import { chartBars, computeRatios, renderReport, summarize, type ReportMeta, type RunResult } from '../report';
 import { formatBytes, formatCount, formatRatio, markdownTable, median, ratio, rotate } from '../stats';
 
 describe('stats', () => {
@@ -53,6 +56,35 @@ describe('dataset parts', () => {
   });
 });
 
+describe('dataset rows for the client step', () => {
+  it('are the rows of the dataset file without their event_id, only as many as asked for', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-bench-test-'));
+    try {
+      const dataset = await writeDataset({
+        dir,
+        rows: 40,
+        parts: 2,
+        seed: 5,
+        startMs: Date.UTC(2026, 0, 1),
+        singleBodies: 1,
+        withEventIds: true,
+        receivedAt: new Date().toISOString(),
+      });
+      const fromFile = (await readFile(dataset.ndjsonFile, 'utf8'))
+        .trimEnd()
+        .split('\n')
+        .map((line) => {
+          const { event_id: _dropped, ...row } = JSON.parse(line) as Record<string, unknown>;
+          return row;
+        });
+      expect(datasetMetrics(dataset, 30)).toEqual(fromFile.slice(0, 30));
+      expect(datasetMetrics(dataset, 1000)).toEqual(fromFile);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('options', () => {
   const defaultOut = path.resolve('bench/RESULTS.md');
 
@@ -78,6 +110,11 @@ describe('options', () => {
     expect(selectedRuns(alone.steps)).toEqual(['bulk-1', 'bulk-n', 'bulk-citus']);
     expect(() => parseBenchArgs(['--only', 'citus'], defaultOut)).toThrow(/needs --citus/);
     expect(() => parseBenchArgs(['--citus', 'not a url'], defaultOut)).toThrow(UsageError);
+    expect(() => parseBenchArgs(['--citus', 'http://127.0.0.1:9700/metrics'], defaultOut)).toThrow(/postgres:\/\//);
+    expect(() => parseBenchArgs(['--citus', 'postgres://127.0.0.1:9700'], defaultOut)).toThrow(/database/);
+    expect(parseBenchArgs(['--citus', 'postgresql://127.0.0.1/m'], defaultOut)).toMatchObject({
+      citusUrl: 'postgresql://127.0.0.1/m',
+    });
   });
 
   it('reads sizes, --only and --big', () => {
@@ -113,6 +150,20 @@ function result(id: RunResult['id'], round: number, value: number, extra: Partia
   return { id, round, value, problems: [], ...extra };
 }
 
+/** The report of `results` as the bench writes it, with the summaries and ratios it is made of. */
+function reportOf(results: readonly RunResult[], meta: Partial<ReportMeta> = {}) {
+  const summaries = summarize(results, RUN_IDS);
+  const ratios = computeRatios(summaries, 4);
+  const text = renderReport(
+    { date: new Date(), elapsedSeconds: 1, command: 'x', setup: [], rounds: 1, bulkClients: 4, ...meta },
+    summaries,
+    ratios,
+    results,
+    undefined,
+  );
+  return { summaries, ratios, text };
+}
+
 describe('report', () => {
   const results: RunResult[] = [
     result('bulk-1', 1, 100_000),
@@ -123,8 +174,7 @@ describe('report', () => {
     result('single-wait', 1, 9000, { p50Ms: 6, p99Ms: 40, requestsPerCpuSecond: 6000 }),
     result('naive', 1, 2000, { p50Ms: 30, p99Ms: 80, requestsPerCpuSecond: 2500, problems: ['3 non-2xx answers'] }),
   ];
-  const summaries = summarize(results, RUN_IDS);
-  const ratios = computeRatios(summaries, 4);
+  const { summaries, ratios } = reportOf(results);
 
   it('summarizes rounds by their median and the highest peak RSS', () => {
     const bulk = summaries.find((summary) => summary.id === 'bulk-1');
@@ -146,21 +196,14 @@ describe('report', () => {
   });
 
   it('renders the report with the command, targets and problems', () => {
-    const text = renderReport(
-      {
-        date: new Date('2026-01-02T03:04:05Z'),
-        elapsedSeconds: 12.3,
-        command: 'npm run bench -- --rows 1000',
-        setup: [['machine', '2 CPUs']],
-        rounds: 3,
-        bulkClients: 4,
-        chartLink: 'results.svg',
-      },
-      summaries,
-      ratios,
-      results,
-      undefined,
-    );
+    const { text } = reportOf(results, {
+      date: new Date('2026-01-02T03:04:05Z'),
+      elapsedSeconds: 12.3,
+      command: 'npm run bench -- --rows 1000',
+      setup: [['machine', '2 CPUs']],
+      rounds: 3,
+      chartLink: 'results.svg',
+    });
     expect(text).toContain('npm run bench -- --rows 1000');
     expect(text).toContain('| gateway bulk, 1 client ÷ psql \\copy, no FK ≥ 0.8x | 0.55x | **missed** |');
     expect(text).toContain('| single wait=true ÷ naive server ≥ 3x | 4.50x | reached |');
@@ -183,17 +226,9 @@ describe('report', () => {
         cpuSeconds: 9,
       }),
     ];
-    const clientSummaries = summarize(withClient, RUN_IDS);
-    const clientRatios = computeRatios(clientSummaries, 4);
+    const { ratios: clientRatios, text } = reportOf(withClient);
     expect(clientRatios.find((entry) => entry.spec.id === 'client/bulk-v7')?.value).toBeCloseTo(1.8);
     expect(clientRatios.find((entry) => entry.spec.id === 'client/bulk-1')?.value).toBeCloseTo(0.9);
-    const text = renderReport(
-      { date: new Date(), elapsedSeconds: 1, command: 'x', setup: [], rounds: 1, bulkClients: 4 },
-      clientSummaries,
-      clientRatios,
-      withClient,
-      undefined,
-    );
     expect(text).toContain('| client track() ÷ gateway bulk, UUIDv7 event_ids ≥ 0.8x | 1.80x | reached |');
     expect(text).toContain('## Client library (issue 10)');
     expect(text).toContain('| 1,000,000 | 99,000 | 0.8 | 3.3 | 4.50 | 9.00 | 1.80x | 0.90x |');
@@ -224,5 +259,32 @@ describe('chart', () => {
     expect(niceStep(4.4)).toBe(1);
     expect(niceStep(1.08)).toBe(0.2);
     expect(niceStep(12)).toBe(2);
+  });
+});
+
+describe('the gateway under test', () => {
+  it('keeps its DATA_DIR and spool in the work folder, one per label, whatever our environment says', () => {
+    const start = { databaseUrl: 'postgres://h/db', logLevel: 'warn', workDir: '/tmp/w', label: 'round1-bulk-1' };
+    const env = gatewayEnvironment(
+      { ...start, env: { PARTITION_INTERVAL: '6h', DATA_DIR: '/elsewhere' } },
+      { BATCH_MAX_ROWS: '500', DATA_DIR: '/project/.data', SPOOL_DIR: '/project/.data/spool' },
+    );
+    expect(env).toMatchObject({
+      BATCH_MAX_ROWS: '500',
+      PARTITION_INTERVAL: '6h',
+      DATABASE_URL: 'postgres://h/db',
+      DATA_DIR: '/tmp/w/round1-bulk-1',
+      SPOOL_DIR: '/tmp/w/round1-bulk-1/spool',
+      MIGRATE_ON_START: 'false',
+    });
+  });
+});
+
+describe('the row count of partition-move and index-cost', () => {
+  it('is 1 or more, the fallback without one, and anything else is refused', () => {
+    expect(parseRowsArgument([], 100_000)).toBe(100_000);
+    expect(parseRowsArgument(['2_000'], 100_000)).toBe(2000);
+    for (const bad of ['abc', '0', '1e5', '-3', '']) expect(() => parseRowsArgument([bad], 1)).toThrow(UsageError);
+    expect(() => parseRowsArgument(['1', '2'], 1)).toThrow(UsageError);
   });
 });

@@ -3,7 +3,7 @@
 import { createRandom } from '../../gateway/src/db/seeded-random';
 import { checkMetric } from '../../gateway/src/ingest/schema';
 import { FLEET_DEVICES, FLEET_USERS, LATE_MAX_MS, fleetBody } from '../fleet';
-import { parseBenchArgs } from '../options';
+import { UsageError, parseBenchArgs } from '../options';
 import { renderRateChart } from '../rate-chart';
 import { ROUNDS_MARKS, SUSTAINED_MARKS, splicePart } from '../results-file';
 import { sustainedStep } from '../sustained';
@@ -113,5 +113,21 @@ describe('the sustained report', () => {
     expect(() => parseBenchArgs(['--sustained', '--layouts', 'partitioned,hyper'], '/tmp/r.md')).toThrow(
       /--layouts takes partitioned, single/,
     );
+  });
+
+  it('takes --layouts and --interval only with --sustained, and --citus only without it', () => {
+    expect(() => parseBenchArgs(['--layouts', 'single'], '/tmp/r.md')).toThrow(/--layouts.*--sustained/);
+    expect(() => parseBenchArgs(['--interval', '6h'], '/tmp/r.md')).toThrow(/--interval.*--sustained/);
+    expect(() => parseBenchArgs(['--sustained', '--citus', 'postgres://h/m'], '/tmp/r.md')).toThrow(UsageError);
+  });
+
+  it('refuses a bad --interval with a usage error before anything starts, and reads a good one once', () => {
+    expect(parseBenchArgs(['--sustained', '--interval', '6h'], '/tmp/r.md')).toMatchObject({
+      sustainedIntervalMs: 6 * HOUR,
+    });
+    for (const bad of ['nope', '30m', '0h', '']) {
+      expect(() => parseBenchArgs(['--sustained', '--interval', bad], '/tmp/r.md')).toThrow(UsageError);
+    }
+    expect(() => parseBenchArgs(['--sustained', '--interval', 'nope'], '/tmp/r.md')).toThrow(/--interval/);
   });
 });
