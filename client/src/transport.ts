@@ -297,9 +297,10 @@ export async function sendBulk<P extends BulkPart>(
       continue;
     }
 
-    if ((answer.status === 200 || answer.status === 202) && answer.body !== undefined) {
+    // A 2xx without `accepted` (a proxy's page, say) is no bulk answer: it ends sending below, as refused.
+    if ((answer.status === 200 || answer.status === 202) && isCount(answer.body?.accepted)) {
       addRejects(rejectsIn(part, answer, { throughLine: part.lines, rejected: Number(answer.body.rejected) || 0 }));
-      accepted += Number(answer.body.accepted) || 0;
+      accepted += answer.body.accepted;
       return outcome();
     }
 
