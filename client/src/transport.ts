@@ -186,10 +186,11 @@ function tookRowsBefore(answer: Answer): boolean {
 
 function errorDetails(value: unknown): Detail[] {
   if (!Array.isArray(value)) return [];
-  return value.map((detail: Record<string, unknown>) => ({
-    ...(typeof detail.path === 'string' ? { path: detail.path } : {}),
-    message: String(detail.message),
-  }));
+  return value.map((detail: unknown) => {
+    if (detail === null || typeof detail !== 'object') return { message: String(detail) };
+    const { path, message } = detail as Record<string, unknown>;
+    return { ...(typeof path === 'string' ? { path } : {}), message: String(message) };
+  });
 }
 
 /**

@@ -274,3 +274,21 @@ it('sends a batch again after the connection is reset mid-request, and reports i
   expect(retries).toEqual([expect.any(String)]); // undici's code for a socket closed mid-request
   expect(stored.map((row) => row.talked_time)).toEqual([1, 2, 3]);
 });
+
+it('reads a bulk answer whose error details are not objects without failing the batch', async () => {
+  script = ({ lines }) => ({
+    status: 200,
+    body: {
+      accepted: lines.length - 1,
+      rejected: 1,
+      errors: [{ line: 1, error: 'validation_failed', details: [null, 'x'] }],
+    },
+  });
+  const { client, stored, refused } = recorded({ flushAt: 2 });
+  for (let n = 1; n <= 2; n++) client.track(metric(n));
+  expect(await client.close()).toEqual({ tracked: 2, stored: 1, refused: 1, dropped: 0 });
+  expect(stored.map((row) => row.talked_time)).toEqual([2]);
+  expect(refused.map(({ error, details }) => ({ error, details }))).toEqual([
+    { error: 'validation_failed', details: [{ message: 'null' }, { message: 'x' }] },
+  ]);
+});
