@@ -178,7 +178,8 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
     this.held += 1;
     this.tracked += 1;
     const queued = this.queue.length - this.head;
-    if (queued >= this.options.flushAt) setImmediate(() => this.pump());
+    // Once per full batch: a pump that cannot start it runs again when a batch in flight ends.
+    if (queued === this.options.flushAt) setImmediate(() => this.pump());
     else if (queued === 1) this.armTimer();
     return true;
   }

@@ -292,3 +292,18 @@ it('reads a bulk answer whose error details are not objects without failing the 
     { error: 'validation_failed', details: [{ message: 'null' }, { message: 'x' }] },
   ]);
 });
+
+it('track() schedules a send when a batch is full, not once for every row tracked after it', async () => {
+  const { client, stored } = recorded({ flushAt: 10, concurrency: 1 });
+  const scheduled = jest.spyOn(global, 'setImmediate');
+  let calls: number;
+  try {
+    for (let n = 1; n <= 1000; n++) client.track(metric(n));
+    calls = scheduled.mock.calls.length;
+  } finally {
+    scheduled.mockRestore();
+    await client.close();
+  }
+  expect(calls).toBeLessThanOrEqual(1000 / 10);
+  expect(stored).toHaveLength(1000);
+});
