@@ -125,25 +125,20 @@ function positiveInteger(name: string, value: number): number {
  * `event_id` (UUIDv7) when it has none, so a retry never stores it twice.
  *
  * Rows move: queue -> a batch in flight -> stored, refused or dropped (each row ends in exactly one
- * of these events). `queue` holds rows not yet in a batch from `head` on; `taken` counts rows ever
- * put in a batch and `flushUpTo` how many of them may go in a batch smaller than `flushAt` (flush(),
- * the interval, close()). `inFlight` holds the batches taken: at most `concurrency` being sent, and
- * one more being compressed meanwhile, so that it goes as soon as a request ends;
- * `sending` counts requests, `slotWaiters` the batches waiting for one. `held` (queued and in
- * flight) never exceeds `maxQueueRows`.
+ * of these events). `queue` holds rows not yet in a batch from `head` on; `taken` (derived) counts
+ * rows ever put in a batch and `flushUpTo` how many of them may go in a batch smaller than `flushAt`
+ * (flush(), the interval, close()). `inFlight` holds the batches taken, at most `concurrency`, each
+ * compressed and then sent. `held` (queued and in flight) never exceeds `maxQueueRows`.
  */
 export class MetricsClient extends EventEmitter<ClientEvents> {
   private readonly options: Required<Omit<ClientOptions, 'key'>> & { readonly key?: string };
   /** The NDJSON lines of the rows tracked and not yet in a batch (from `head` on). */
   private queue: string[] = [];
   private head = 0;
-  private taken = 0;
   private tracked = 0;
   private flushUpTo = 0;
   private held = 0;
   private readonly inFlight = new Set<{ readonly firstRow: number; readonly done: Promise<void> }>();
-  private sending = 0;
-  private readonly slotWaiters: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
   private closing: Promise<ClientTotals> | undefined;
   private readonly abort = new AbortController();
@@ -155,6 +150,11 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
     const merged = { ...DEFAULTS, ...options };
     for (const name of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) positiveInteger(name, merged[name]);
     this.options = merged;
+  }
+
+  /** Rows ever put in a batch: every row tracked but those still queued. */
+  private get taken(): number {
+    return this.tracked - (this.queue.length - this.head);
   }
 
   /** Rows held: queued, or in a request not yet answered. */
@@ -214,7 +214,6 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
       if (this.held > 0) {
         this.abort.abort(); // requests in flight end as dropped
         const rows = this.queue.slice(this.head);
-        this.taken += rows.length;
         this.queue = [];
         this.head = 0;
         this.held -= rows.length;
@@ -241,13 +240,12 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
   /** Starts batches while there is room in flight and rows that may go. */
   private pump(): void {
     const { flushAt, concurrency } = this.options;
-    while (this.inFlight.size < concurrency + 1) {
+    while (this.inFlight.size < concurrency) {
       const queued = this.queue.length - this.head;
       if (queued === 0 || (queued < flushAt && this.taken >= this.flushUpTo)) break;
+      const firstRow = this.taken;
       const rows = this.queue.slice(this.head, this.head + flushAt);
       this.head += rows.length;
-      const firstRow = this.taken;
-      this.taken += rows.length;
       if (this.head > 65_536 && this.head * 2 > this.queue.length) {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
@@ -264,12 +262,9 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
 
   private async send(rows: readonly string[]): Promise<void> {
     let outcome: SendOutcome;
-    let slot = false;
     try {
       const body = await gzipAsync(ndjsonOf(rows), GZIP_OPTIONS);
       const part: BatchPart = { firstLine: 1, lines: rows.length, rows: rows.length, body, jsonLines: rows };
-      await this.requestSlot();
-      slot = true;
       outcome = await sendBulk(part, restOf, {
         url: this.options.url,
         ...(this.options.key === undefined ? {} : { key: this.options.key }),
@@ -292,21 +287,7 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
     } finally {
       this.held -= rows.length;
     }
-    if (slot) this.releaseSlot();
     this.settle(rows, outcome);
-  }
-
-  /** Waits until fewer than `concurrency` requests are being sent, and counts this one. */
-  private async requestSlot(): Promise<void> {
-    if (this.sending >= this.options.concurrency) await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
-    else this.sending += 1;
-  }
-
-  /** Hands the slot of a request that ended to the next batch waiting, if any. */
-  private releaseSlot(): void {
-    const next = this.slotWaiters.shift();
-    if (next === undefined) this.sending -= 1;
-    else next(); // the slot passes on: `sending` stays
   }
 
   /** Tells of each row of a batch once: stored, refused or dropped. */
