@@ -1,13 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { promisify } from 'node:util';
-import { constants, gzip, gzipSync } from 'node:zlib';
-import { sendBulk, type BulkPart, type Failure, type Retry, type SendOutcome } from './transport';
+import { gzip } from 'node:zlib';
+import { GZIP_OPTIONS, sendBulk, type Failure, type Retry, type SendOutcome } from './transport';
 import { uuidv7 } from './uuidv7';
 import type { Detail, Metric } from './wire';
 
 const gzipAsync = promisify(gzip);
-/** Fast compression: the gateway, not the device, should be the slower side. */
-const GZIP_OPTIONS = { level: constants.Z_BEST_SPEED };
 
 export interface ClientOptions {
   /** The gateway's base URL, e.g. `https://metrics.example.com`. */
@@ -74,26 +72,6 @@ const DEFAULTS = {
   maxRetryWaitMs: 30_000,
   concurrency: 4,
 } as const;
-
-/** A batch's body and its JSON lines, so that the rest of it can be sent again from any line. */
-interface BatchPart extends BulkPart {
-  readonly jsonLines: readonly string[];
-}
-
-function ndjsonOf(jsonLines: readonly string[]): string {
-  return `${jsonLines.join('\n')}\n`;
-}
-
-function restOf(part: BatchPart, fromLine: number): BatchPart {
-  const jsonLines = part.jsonLines.slice(fromLine - 1);
-  return {
-    firstLine: part.firstLine + fromLine - 1,
-    lines: jsonLines.length,
-    rows: jsonLines.length,
-    body: gzipSync(ndjsonOf(jsonLines), GZIP_OPTIONS),
-    jsonLines,
-  };
-}
 
 /**
  * The NDJSON line of a tracked metric, with a new UUIDv7 `event_id` first when it has none. Encoded
@@ -263,17 +241,19 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
   private async send(rows: readonly string[]): Promise<void> {
     let outcome: SendOutcome;
     try {
-      const body = await gzipAsync(ndjsonOf(rows), GZIP_OPTIONS);
-      const part: BatchPart = { firstLine: 1, lines: rows.length, rows: rows.length, body, jsonLines: rows };
-      outcome = await sendBulk(part, restOf, {
-        url: this.options.url,
-        ...(this.options.key === undefined ? {} : { key: this.options.key }),
-        retries: this.options.retries,
-        maxRetryWaitMs: this.options.maxRetryWaitMs,
-        requestTimeoutMs: this.options.timeoutMs,
-        signal: this.abort.signal,
-        onRetry: (retry) => this.emit('retry', { ...retry, rows: retry.throughLine - retry.fromLine + 1 }),
-      });
+      const body = await gzipAsync(`${rows.join('\n')}\n`, GZIP_OPTIONS);
+      outcome = await sendBulk(
+        { firstLine: 1, lines: rows.length, rows: rows.length, body },
+        {
+          url: this.options.url,
+          ...(this.options.key === undefined ? {} : { key: this.options.key }),
+          retries: this.options.retries,
+          maxRetryWaitMs: this.options.maxRetryWaitMs,
+          requestTimeoutMs: this.options.timeoutMs,
+          signal: this.abort.signal,
+          onRetry: (retry) => this.emit('retry', { ...retry, rows: retry.throughLine - retry.fromLine + 1 }),
+        },
+      );
     } catch (error) {
       // Not an answer (gzip failed, say): the batch is given up, and says why.
       outcome = {

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { constants, gunzipSync, gzipSync } from 'node:zlib';
 import type { BulkAnswerBody, Detail } from './wire';
 
 // Sending one gzip NDJSON body to POST /v1/metrics/bulk and dealing with the answer: the one
@@ -16,8 +17,36 @@ export interface BulkPart {
   readonly body: Buffer;
 }
 
-/** The rest of a part from its `fromLine`-th line (counting from 1) on, numbered as before. */
-export type RestOfPart<P extends BulkPart> = (part: P, fromLine: number) => P;
+/** Fast compression: the gateway, not the sender, should be the slower side. */
+export const GZIP_OPTIONS = { level: constants.Z_BEST_SPEED };
+
+/** Whether a line holds only spaces, tabs and carriage returns: no row, though the gateway counts the line. */
+export function isBlank(line: Uint8Array): boolean {
+  for (const byte of line) if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0d) return false;
+  return true;
+}
+
+/**
+ * The rest of a part from its `fromLine`-th line (counting from 1) on, numbered as before: what is
+ * sent again after an answer that stopped part-way. A RangeError when the part has fewer lines.
+ */
+export function restOfPart(part: BulkPart, fromLine: number): BulkPart {
+  const raw = gunzipSync(part.body);
+  let offset = 0;
+  let rowsBefore = 0;
+  for (let line = 1; line < fromLine; line++) {
+    const end = raw.indexOf(0x0a, offset);
+    if (end === -1) throw new RangeError(`the part has fewer than ${fromLine} lines`);
+    if (!isBlank(raw.subarray(offset, end))) rowsBefore += 1;
+    offset = end + 1;
+  }
+  return {
+    firstLine: part.firstLine + fromLine - 1,
+    lines: part.lines - (fromLine - 1),
+    rows: part.rows - rowsBefore,
+    body: gzipSync(raw.subarray(offset), GZIP_OPTIONS),
+  };
+}
 
 /** One record of refused lines, numbered as the caller numbers them. */
 export interface RejectRecord {
@@ -242,11 +271,7 @@ function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
  * again (`resend_from_line`): only those lines are sent again, also after a 400/408/413 that got
  * somewhere. Anything else (a 401, say) ends sending, and the outcome's failure says from which line.
  */
-export async function sendBulk<P extends BulkPart>(
-  first: P,
-  restFrom: RestOfPart<P>,
-  options: SendOptions,
-): Promise<SendOutcome> {
+export async function sendBulk(first: BulkPart, options: SendOptions): Promise<SendOutcome> {
   const wait = options.wait ?? abortableSleep;
   // By line: a line is listed once, whichever answers name it.
   const rejects = new Map<number, RejectRecord>();
@@ -310,7 +335,7 @@ export async function sendBulk<P extends BulkPart>(
     if (partial !== undefined) {
       // Every line before resend_from_line is accepted or refused: count them, and send only the rest again.
       const { resendFromLine } = partial;
-      const rest = resendFromLine > part.lines ? undefined : restFrom(part, resendFromLine);
+      const rest = resendFromLine > part.lines ? undefined : restOfPart(part, resendFromLine);
       const rowsBefore = part.rows - (rest?.rows ?? 0);
       accepted += partial.accepted;
       addRejects(rejectsIn(part, answer, { throughLine: resendFromLine - 1, rejected: rowsBefore - partial.accepted }));
