@@ -121,6 +121,8 @@ export interface SendOptions {
 
 const RETRY_STATUSES = new Set([429, 503]);
 const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
+/** A bulk answer lists 1000 errors at most, well below this; a larger answer (a proxy's) is cut, not held. */
+const MAX_ANSWER_BYTES = 4 << 20;
 
 export function bulkUrl(base: string): URL {
   const url = new URL(base.endsWith('/') ? base : `${base}/`);
@@ -162,7 +164,7 @@ async function post(part: BulkPart, options: SendOptions): Promise<Answer> {
     body: part.body,
     signal: options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]),
   });
-  const text = await response.text();
+  const text = await textOf(response);
   let body: BulkAnswerBody | undefined;
   try {
     const parsed: unknown = JSON.parse(text);
@@ -171,6 +173,18 @@ async function post(part: BulkPart, options: SendOptions): Promise<Answer> {
     // not JSON (a proxy's page, say): reported by its status and first words
   }
   return { status: response.status, headers: response.headers, body, text };
+}
+
+/** The answer's text, at most MAX_ANSWER_BYTES of it (then no longer JSON, and read as not a bulk answer). */
+async function textOf(response: Response): Promise<string> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const part of response.body ?? []) {
+    parts.push(part);
+    size += part.byteLength;
+    if (size > MAX_ANSWER_BYTES) break; // leaving the loop cancels the rest of the body
+  }
+  return Buffer.concat(parts).subarray(0, MAX_ANSWER_BYTES).toString('utf8');
 }
 
 function reasonOf(answer: Answer): string {

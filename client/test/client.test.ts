@@ -307,3 +307,13 @@ it('track() schedules a send when a batch is full, not once for every row tracke
   expect(calls).toBeLessThanOrEqual(1000 / 10);
   expect(stored).toHaveLength(1000);
 });
+
+it('does not read a huge answer whole: past 4 MiB it is no bulk answer, and its rows are dropped', async () => {
+  const padding = 'x'.repeat(5 << 20);
+  script = ({ lines }) => ({ status: 200, body: { accepted: lines.length, rejected: 0, errors: [], padding } });
+  const { client, stored, dropped } = recorded({ flushAt: 2 });
+  for (let n = 1; n <= 2; n++) client.track(metric(n));
+  expect(await client.close()).toEqual({ tracked: 2, stored: 0, refused: 0, dropped: 2 });
+  expect(stored).toEqual([]);
+  expect(dropped.map(({ reason }) => reason)).toEqual(['request_refused']);
+});
