@@ -129,10 +129,15 @@ export function bulkUrl(base: string): URL {
   return new URL('v1/metrics/bulk?wait=true', url);
 }
 
+/** RFC 9110's HTTP-date forms (IMF-fixdate, RFC 850, asctime): Date.parse alone takes "1.5" or "-1" for dates. */
+const HTTP_DATE =
+  /^(?:[A-Za-z]{3,9}, .+ \d{2}:\d{2}:\d{2} GMT|[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4})$/;
+
 /** Retry-After in milliseconds: delta-seconds or an HTTP date; undefined when absent or unreadable. */
 export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
   if (header === null || header.trim() === '') return undefined;
   if (/^\s*\d+\s*$/.test(header)) return Number(header) * 1000;
+  if (!HTTP_DATE.test(header.trim())) return undefined;
   const date = Date.parse(header);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
