@@ -40,7 +40,8 @@ export interface RefusedRow {
  * Why rows were given up without an answer for them: `queue_full` (track() found maxQueueRows held),
  * `closed` (track() after close()), `close_deadline` (close() ran out of time; rows in a request that
  * was cut may still have been stored), `retries_exhausted` (still 429/503/unreachable after the last
- * retry; they may have been stored), `request_refused` (the gateway refused the whole request, say 401).
+ * retry; they may have been stored), `request_refused` (the gateway refused the whole request, say 401,
+ * or the answer was no bulk answer, say a proxy's page).
  */
 export type DropReason = 'queue_full' | 'closed' | 'close_deadline' | 'retries_exhausted' | 'request_refused';
 
