@@ -1,13 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { promisify } from 'node:util';
-import { constants, gzip, gzipSync } from 'node:zlib';
-import { sendBulk, type BulkPart, type Failure, type Retry, type SendOutcome } from './transport';
+import { gzip } from 'node:zlib';
+import { GZIP_OPTIONS, sendBulk, type Failure, type Retry, type SendOutcome } from './transport';
 import { uuidv7 } from './uuidv7';
 import type { Detail, Metric } from './wire';
 
 const gzipAsync = promisify(gzip);
-/** Fast compression: the gateway, not the device, should be the slower side. */
-const GZIP_OPTIONS = { level: constants.Z_BEST_SPEED };
 
 export interface ClientOptions {
   /** The gateway's base URL, e.g. `https://metrics.example.com`. */
@@ -42,7 +40,8 @@ export interface RefusedRow {
  * Why rows were given up without an answer for them: `queue_full` (track() found maxQueueRows held),
  * `closed` (track() after close()), `close_deadline` (close() ran out of time; rows in a request that
  * was cut may still have been stored), `retries_exhausted` (still 429/503/unreachable after the last
- * retry; they may have been stored), `request_refused` (the gateway refused the whole request, say 401).
+ * retry; they may have been stored), `request_refused` (the gateway refused the whole request, say 401,
+ * or the answer was no bulk answer, say a proxy's page).
  */
 export type DropReason = 'queue_full' | 'closed' | 'close_deadline' | 'retries_exhausted' | 'request_refused';
 
@@ -75,26 +74,6 @@ const DEFAULTS = {
   concurrency: 4,
 } as const;
 
-/** A batch's body and its JSON lines, so that the rest of it can be sent again from any line. */
-interface BatchPart extends BulkPart {
-  readonly jsonLines: readonly string[];
-}
-
-function ndjsonOf(jsonLines: readonly string[]): string {
-  return `${jsonLines.join('\n')}\n`;
-}
-
-function restOf(part: BatchPart, fromLine: number): BatchPart {
-  const jsonLines = part.jsonLines.slice(fromLine - 1);
-  return {
-    firstLine: part.firstLine + fromLine - 1,
-    lines: jsonLines.length,
-    rows: jsonLines.length,
-    body: gzipSync(ndjsonOf(jsonLines), GZIP_OPTIONS),
-    jsonLines,
-  };
-}
-
 /**
  * The NDJSON line of a tracked metric, with a new UUIDv7 `event_id` first when it has none. Encoded
  * when tracked: the line is what is held, not a copy of the metric, so a metric changed by the caller
@@ -125,25 +104,20 @@ function positiveInteger(name: string, value: number): number {
  * `event_id` (UUIDv7) when it has none, so a retry never stores it twice.
  *
  * Rows move: queue -> a batch in flight -> stored, refused or dropped (each row ends in exactly one
- * of these events). `queue` holds rows not yet in a batch from `head` on; `taken` counts rows ever
- * put in a batch and `flushUpTo` how many of them may go in a batch smaller than `flushAt` (flush(),
- * the interval, close()). `inFlight` holds the batches taken: at most `concurrency` being sent, and
- * one more being compressed meanwhile, so that it goes as soon as a request ends;
- * `sending` counts requests, `slotWaiters` the batches waiting for one. `held` (queued and in
- * flight) never exceeds `maxQueueRows`.
+ * of these events). `queue` holds rows not yet in a batch from `head` on; `taken` (derived) counts
+ * rows ever put in a batch and `flushUpTo` how many of them may go in a batch smaller than `flushAt`
+ * (flush(), the interval, close()). `inFlight` holds the batches taken, at most `concurrency`, each
+ * compressed and then sent. `held` (queued and in flight) never exceeds `maxQueueRows`.
  */
 export class MetricsClient extends EventEmitter<ClientEvents> {
   private readonly options: Required<Omit<ClientOptions, 'key'>> & { readonly key?: string };
   /** The NDJSON lines of the rows tracked and not yet in a batch (from `head` on). */
   private queue: string[] = [];
   private head = 0;
-  private taken = 0;
   private tracked = 0;
   private flushUpTo = 0;
   private held = 0;
   private readonly inFlight = new Set<{ readonly firstRow: number; readonly done: Promise<void> }>();
-  private sending = 0;
-  private readonly slotWaiters: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
   private closing: Promise<ClientTotals> | undefined;
   private readonly abort = new AbortController();
@@ -155,6 +129,11 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
     const merged = { ...DEFAULTS, ...options };
     for (const name of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) positiveInteger(name, merged[name]);
     this.options = merged;
+  }
+
+  /** Rows ever put in a batch: every row tracked but those still queued. */
+  private get taken(): number {
+    return this.tracked - (this.queue.length - this.head);
   }
 
   /** Rows held: queued, or in a request not yet answered. */
@@ -178,7 +157,8 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
     this.held += 1;
     this.tracked += 1;
     const queued = this.queue.length - this.head;
-    if (queued >= this.options.flushAt) setImmediate(() => this.pump());
+    // Once per full batch: a pump that cannot start it runs again when a batch in flight ends.
+    if (queued === this.options.flushAt) setImmediate(() => this.pump());
     else if (queued === 1) this.armTimer();
     return true;
   }
@@ -213,7 +193,6 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
       if (this.held > 0) {
         this.abort.abort(); // requests in flight end as dropped
         const rows = this.queue.slice(this.head);
-        this.taken += rows.length;
         this.queue = [];
         this.head = 0;
         this.held -= rows.length;
@@ -240,13 +219,12 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
   /** Starts batches while there is room in flight and rows that may go. */
   private pump(): void {
     const { flushAt, concurrency } = this.options;
-    while (this.inFlight.size < concurrency + 1) {
+    while (this.inFlight.size < concurrency) {
       const queued = this.queue.length - this.head;
       if (queued === 0 || (queued < flushAt && this.taken >= this.flushUpTo)) break;
+      const firstRow = this.taken;
       const rows = this.queue.slice(this.head, this.head + flushAt);
       this.head += rows.length;
-      const firstRow = this.taken;
-      this.taken += rows.length;
       if (this.head > 65_536 && this.head * 2 > this.queue.length) {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
@@ -263,21 +241,20 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
 
   private async send(rows: readonly string[]): Promise<void> {
     let outcome: SendOutcome;
-    let slot = false;
     try {
-      const body = await gzipAsync(ndjsonOf(rows), GZIP_OPTIONS);
-      const part: BatchPart = { firstLine: 1, lines: rows.length, rows: rows.length, body, jsonLines: rows };
-      await this.requestSlot();
-      slot = true;
-      outcome = await sendBulk(part, restOf, {
-        url: this.options.url,
-        ...(this.options.key === undefined ? {} : { key: this.options.key }),
-        retries: this.options.retries,
-        maxRetryWaitMs: this.options.maxRetryWaitMs,
-        requestTimeoutMs: this.options.timeoutMs,
-        signal: this.abort.signal,
-        onRetry: (retry) => this.emit('retry', { ...retry, rows: retry.throughLine - retry.fromLine + 1 }),
-      });
+      const body = await gzipAsync(`${rows.join('\n')}\n`, GZIP_OPTIONS);
+      outcome = await sendBulk(
+        { firstLine: 1, lines: rows.length, rows: rows.length, body },
+        {
+          url: this.options.url,
+          ...(this.options.key === undefined ? {} : { key: this.options.key }),
+          retries: this.options.retries,
+          maxRetryWaitMs: this.options.maxRetryWaitMs,
+          requestTimeoutMs: this.options.timeoutMs,
+          signal: this.abort.signal,
+          onRetry: (retry) => this.emit('retry', { ...retry, rows: retry.throughLine - retry.fromLine + 1 }),
+        },
+      );
     } catch (error) {
       // Not an answer (gzip failed, say): the batch is given up, and says why.
       outcome = {
@@ -291,21 +268,7 @@ export class MetricsClient extends EventEmitter<ClientEvents> {
     } finally {
       this.held -= rows.length;
     }
-    if (slot) this.releaseSlot();
     this.settle(rows, outcome);
-  }
-
-  /** Waits until fewer than `concurrency` requests are being sent, and counts this one. */
-  private async requestSlot(): Promise<void> {
-    if (this.sending >= this.options.concurrency) await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
-    else this.sending += 1;
-  }
-
-  /** Hands the slot of a request that ended to the next batch waiting, if any. */
-  private releaseSlot(): void {
-    const next = this.slotWaiters.shift();
-    if (next === undefined) this.sending -= 1;
-    else next(); // the slot passes on: `sending` stays
   }
 
   /** Tells of each row of a batch once: stored, refused or dropped. */

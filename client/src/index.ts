@@ -7,14 +7,16 @@ export {
   type RefusedRow,
 } from './client';
 export {
+  GZIP_OPTIONS,
   backoffMs,
   bulkUrl,
+  isBlank,
+  restOfPart,
   retryAfterMs,
   sendBulk,
   type BulkPart,
   type Failure,
   type RejectRecord,
-  type RestOfPart,
   type Retry,
   type SendOptions,
   type SendOutcome,

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { constants, gunzipSync, gzipSync } from 'node:zlib';
 import type { BulkAnswerBody, Detail } from './wire';
 
 // Sending one gzip NDJSON body to POST /v1/metrics/bulk and dealing with the answer: the one
@@ -16,8 +17,36 @@ export interface BulkPart {
   readonly body: Buffer;
 }
 
-/** The rest of a part from its `fromLine`-th line (counting from 1) on, numbered as before. */
-export type RestOfPart<P extends BulkPart> = (part: P, fromLine: number) => P;
+/** Fast compression: the gateway, not the sender, should be the slower side. */
+export const GZIP_OPTIONS = { level: constants.Z_BEST_SPEED };
+
+/** Whether a line holds only spaces, tabs and carriage returns: no row, though the gateway counts the line. */
+export function isBlank(line: Uint8Array): boolean {
+  for (const byte of line) if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0d) return false;
+  return true;
+}
+
+/**
+ * The rest of a part from its `fromLine`-th line (counting from 1) on, numbered as before: what is
+ * sent again after an answer that stopped part-way. A RangeError when the part has fewer lines.
+ */
+export function restOfPart(part: BulkPart, fromLine: number): BulkPart {
+  const raw = gunzipSync(part.body);
+  let offset = 0;
+  let rowsBefore = 0;
+  for (let line = 1; line < fromLine; line++) {
+    const end = raw.indexOf(0x0a, offset);
+    if (end === -1) throw new RangeError(`the part has fewer than ${fromLine} lines`);
+    if (!isBlank(raw.subarray(offset, end))) rowsBefore += 1;
+    offset = end + 1;
+  }
+  return {
+    firstLine: part.firstLine + fromLine - 1,
+    lines: part.lines - (fromLine - 1),
+    rows: part.rows - rowsBefore,
+    body: gzipSync(raw.subarray(offset), GZIP_OPTIONS),
+  };
+}
 
 /** One record of refused lines, numbered as the caller numbers them. */
 export interface RejectRecord {
@@ -92,16 +121,23 @@ export interface SendOptions {
 
 const RETRY_STATUSES = new Set([429, 503]);
 const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
+/** A bulk answer lists 1000 errors at most, well below this; a larger answer (a proxy's) is cut, not held. */
+const MAX_ANSWER_BYTES = 4 << 20;
 
 export function bulkUrl(base: string): URL {
   const url = new URL(base.endsWith('/') ? base : `${base}/`);
   return new URL('v1/metrics/bulk?wait=true', url);
 }
 
+/** RFC 9110's HTTP-date forms (IMF-fixdate, RFC 850, asctime): Date.parse alone takes "1.5" or "-1" for dates. */
+const HTTP_DATE =
+  /^(?:[A-Za-z]{3,9}, .+ \d{2}:\d{2}:\d{2} GMT|[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4})$/;
+
 /** Retry-After in milliseconds: delta-seconds or an HTTP date; undefined when absent or unreadable. */
 export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
   if (header === null || header.trim() === '') return undefined;
   if (/^\s*\d+\s*$/.test(header)) return Number(header) * 1000;
+  if (!HTTP_DATE.test(header.trim())) return undefined;
   const date = Date.parse(header);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
@@ -133,7 +169,7 @@ async function post(part: BulkPart, options: SendOptions): Promise<Answer> {
     body: part.body,
     signal: options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]),
   });
-  const text = await response.text();
+  const text = await textOf(response);
   let body: BulkAnswerBody | undefined;
   try {
     const parsed: unknown = JSON.parse(text);
@@ -142,6 +178,18 @@ async function post(part: BulkPart, options: SendOptions): Promise<Answer> {
     // not JSON (a proxy's page, say): reported by its status and first words
   }
   return { status: response.status, headers: response.headers, body, text };
+}
+
+/** The answer's text, at most MAX_ANSWER_BYTES of it (then no longer JSON, and read as not a bulk answer). */
+async function textOf(response: Response): Promise<string> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const part of response.body ?? []) {
+    parts.push(part);
+    size += part.byteLength;
+    if (size > MAX_ANSWER_BYTES) break; // leaving the loop cancels the rest of the body
+  }
+  return Buffer.concat(parts).subarray(0, MAX_ANSWER_BYTES).toString('utf8');
 }
 
 function reasonOf(answer: Answer): string {
@@ -186,10 +234,11 @@ function tookRowsBefore(answer: Answer): boolean {
 
 function errorDetails(value: unknown): Detail[] {
   if (!Array.isArray(value)) return [];
-  return value.map((detail: Record<string, unknown>) => ({
-    ...(typeof detail.path === 'string' ? { path: detail.path } : {}),
-    message: String(detail.message),
-  }));
+  return value.map((detail: unknown) => {
+    if (detail === null || typeof detail !== 'object') return { message: String(detail) };
+    const { path, message } = detail as Record<string, unknown>;
+    return { ...(typeof path === 'string' ? { path } : {}), message: String(message) };
+  });
 }
 
 /**
@@ -241,11 +290,7 @@ function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
  * again (`resend_from_line`): only those lines are sent again, also after a 400/408/413 that got
  * somewhere. Anything else (a 401, say) ends sending, and the outcome's failure says from which line.
  */
-export async function sendBulk<P extends BulkPart>(
-  first: P,
-  restFrom: RestOfPart<P>,
-  options: SendOptions,
-): Promise<SendOutcome> {
+export async function sendBulk(first: BulkPart, options: SendOptions): Promise<SendOutcome> {
   const wait = options.wait ?? abortableSleep;
   // By line: a line is listed once, whichever answers name it.
   const rejects = new Map<number, RejectRecord>();
@@ -297,9 +342,10 @@ export async function sendBulk<P extends BulkPart>(
       continue;
     }
 
-    if ((answer.status === 200 || answer.status === 202) && answer.body !== undefined) {
+    // A 2xx without `accepted` (a proxy's page, say) is no bulk answer: it ends sending below, as refused.
+    if ((answer.status === 200 || answer.status === 202) && isCount(answer.body?.accepted)) {
       addRejects(rejectsIn(part, answer, { throughLine: part.lines, rejected: Number(answer.body.rejected) || 0 }));
-      accepted += Number(answer.body.accepted) || 0;
+      accepted += answer.body.accepted;
       return outcome();
     }
 
@@ -308,7 +354,7 @@ export async function sendBulk<P extends BulkPart>(
     if (partial !== undefined) {
       // Every line before resend_from_line is accepted or refused: count them, and send only the rest again.
       const { resendFromLine } = partial;
-      const rest = resendFromLine > part.lines ? undefined : restFrom(part, resendFromLine);
+      const rest = resendFromLine > part.lines ? undefined : restOfPart(part, resendFromLine);
       const rowsBefore = part.rows - (rest?.rows ?? 0);
       accepted += partial.accepted;
       addRejects(rejectsIn(part, answer, { throughLine: resendFromLine - 1, rejected: rowsBefore - partial.accepted }));

@@ -13,7 +13,11 @@ interface Request {
   readonly lines: Record<string, unknown>[];
   readonly headers: IncomingMessage['headers'];
 }
-type Script = (request: Request, index: number) => { status: number; body: unknown; headers?: Record<string, string> };
+/** An answer: `body` as JSON, or `raw` as it is, or `reset` to cut the connection without an answer. */
+type Script = (
+  request: Request,
+  index: number,
+) => { status: number; body?: unknown; raw?: string; reset?: boolean; headers?: Record<string, string> };
 
 let server: Server;
 let url: string;
@@ -36,8 +40,9 @@ beforeAll(async () => {
       };
       requests.push(request);
       await hold;
-      const { status, body, headers = {} } = script(request, requests.length - 1);
-      res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
+      const { status, body, raw, reset, headers = {} } = script(request, requests.length - 1);
+      if (reset) return void req.socket.destroy();
+      res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(raw ?? JSON.stringify(body));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -242,4 +247,73 @@ it('sends a metric as it was when tracked, and refuses one JSON cannot encode wi
   expect(sent).toEqual([{ event_id: expect.any(String), ...metric(1) }, { event_id: expect.any(String) }]);
   expect(stored.map((row) => row.talked_time)).toEqual([1, undefined]);
   expect(dropped).toEqual([]);
+});
+
+it('takes a 200 that is not a bulk answer (not JSON, or without accepted) as no answer: its rows dropped, not stored', async () => {
+  script = (_, index) =>
+    index === 0 ? { status: 200, raw: '<html>portal</html>' } : { status: 200, body: { ok: true } };
+  const { client, stored, dropped } = recorded({ flushAt: 2, concurrency: 1 });
+  for (let n = 1; n <= 4; n++) client.track(metric(n));
+  expect(await client.close()).toEqual({ tracked: 4, stored: 0, refused: 0, dropped: 4 });
+  expect(stored).toEqual([]);
+  expect(dropped.map(({ rows, reason }) => ({ rows: rows.length, reason }))).toEqual([
+    { rows: 2, reason: 'request_refused' },
+    { rows: 2, reason: 'request_refused' },
+  ]);
+});
+
+it('sends a batch again after the connection is reset mid-request, and reports it stored once', async () => {
+  script = ({ lines }, index) =>
+    index === 0
+      ? { status: 0, reset: true }
+      : { status: 200, body: { accepted: lines.length, rejected: 0, errors: [] } };
+  const { client, stored, retries } = recorded({ flushAt: 3 });
+  for (let n = 1; n <= 3; n++) client.track(metric(n));
+  expect(await client.close()).toEqual({ tracked: 3, stored: 3, refused: 0, dropped: 0 });
+  expect(requests).toHaveLength(2);
+  expect(retries).toEqual([expect.any(String)]); // undici's code for a socket closed mid-request
+  expect(stored.map((row) => row.talked_time)).toEqual([1, 2, 3]);
+});
+
+it('reads a bulk answer whose error details are not objects without failing the batch', async () => {
+  script = ({ lines }) => ({
+    status: 200,
+    body: {
+      accepted: lines.length - 1,
+      rejected: 1,
+      errors: [{ line: 1, error: 'validation_failed', details: [null, 'x'] }],
+    },
+  });
+  const { client, stored, refused } = recorded({ flushAt: 2 });
+  for (let n = 1; n <= 2; n++) client.track(metric(n));
+  expect(await client.close()).toEqual({ tracked: 2, stored: 1, refused: 1, dropped: 0 });
+  expect(stored.map((row) => row.talked_time)).toEqual([2]);
+  expect(refused.map(({ error, details }) => ({ error, details }))).toEqual([
+    { error: 'validation_failed', details: [{ message: 'null' }, { message: 'x' }] },
+  ]);
+});
+
+it('track() schedules a send when a batch is full, not once for every row tracked after it', async () => {
+  const { client, stored } = recorded({ flushAt: 10, concurrency: 1 });
+  const scheduled = jest.spyOn(global, 'setImmediate');
+  let calls: number;
+  try {
+    for (let n = 1; n <= 1000; n++) client.track(metric(n));
+    calls = scheduled.mock.calls.length;
+  } finally {
+    scheduled.mockRestore();
+    await client.close();
+  }
+  expect(calls).toBeLessThanOrEqual(1000 / 10);
+  expect(stored).toHaveLength(1000);
+});
+
+it('does not read a huge answer whole: past 4 MiB it is no bulk answer, and its rows are dropped', async () => {
+  const padding = 'x'.repeat(5 << 20);
+  script = ({ lines }) => ({ status: 200, body: { accepted: lines.length, rejected: 0, errors: [], padding } });
+  const { client, stored, dropped } = recorded({ flushAt: 2 });
+  for (let n = 1; n <= 2; n++) client.track(metric(n));
+  expect(await client.close()).toEqual({ tracked: 2, stored: 0, refused: 0, dropped: 2 });
+  expect(stored).toEqual([]);
+  expect(dropped.map(({ reason }) => reason)).toEqual(['request_refused']);
 });

@@ -1,15 +1,14 @@
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { constants, createGunzip, createGzip, gunzipSync, gzipSync, type Gzip } from 'node:zlib';
+import { createGunzip, createGzip, type Gzip } from 'node:zlib';
+import { GZIP_OPTIONS, isBlank, restOfPart } from 'metrics-gateway-client';
 
 const NEWLINE = 0x0a;
 const NEWLINE_BYTE = Buffer.from('\n');
 const GZIP_MAGIC = [0x1f, 0x8b];
 /** Lines are handed to gzip in pieces of about this size: one write per line would cost more than the line. */
 const GZIP_WRITE_BYTES = 256 * 1024;
-/** Fast compression: the gateway, not this tool, should be the slower side. */
-const GZIP_LEVEL = constants.Z_BEST_SPEED;
 
 /** Part of an NDJSON file, ready to be one request: its lines, gzip-compressed, each ending in a newline. */
 export interface UploadChunk {
@@ -49,12 +48,6 @@ export async function isGzipFile(file: string): Promise<boolean> {
   }
 }
 
-/** A line holds a row unless it is only spaces, tabs and a CR (the gateway skips blank lines). */
-function isBlank(line: Buffer): boolean {
-  for (const byte of line) if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0d) return false;
-  return true;
-}
-
 /**
  * Builds one chunk's gzip body as its lines arrive. `pending` holds lines not yet handed to gzip;
  * `compressed` what gzip has produced so far, which is all that a finished chunk keeps.
@@ -64,7 +57,7 @@ class ChunkBuilder {
   rows = 0;
   rawBytes = 0;
   readonly oversized: number[] = [];
-  private readonly gzip: Gzip = createGzip({ level: GZIP_LEVEL });
+  private readonly gzip: Gzip = createGzip(GZIP_OPTIONS);
   private readonly compressed: Buffer[] = [];
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -183,22 +176,6 @@ export async function* readChunks(file: string, options: ChunkOptions): AsyncGen
  * is sent again when the gateway took the lines before it (a 429 that names where it stopped).
  */
 export function chunkFrom(chunk: UploadChunk, fromLine: number): UploadChunk {
-  const raw = gunzipSync(chunk.body);
-  let offset = 0;
-  let rowsBefore = 0;
-  for (let line = 1; line < fromLine; line++) {
-    const end = raw.indexOf(NEWLINE, offset);
-    if (end === -1) throw new RangeError(`the chunk has fewer than ${fromLine} lines`);
-    if (!isBlank(raw.subarray(offset, end))) rowsBefore += 1;
-    offset = end + 1;
-  }
-  const firstLine = chunk.firstLine + fromLine - 1;
-  return {
-    firstLine,
-    lines: chunk.lines - (fromLine - 1),
-    rows: chunk.rows - rowsBefore,
-    body: gzipSync(raw.subarray(offset), { level: GZIP_LEVEL }),
-    fileOffset: chunk.fileOffset,
-    oversized: chunk.oversized.filter((line) => line >= firstLine),
-  };
+  const rest = restOfPart(chunk, fromLine);
+  return { ...rest, fileOffset: chunk.fileOffset, oversized: chunk.oversized.filter((line) => line >= rest.firstLine) };
 }

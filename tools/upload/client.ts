@@ -1,5 +1,5 @@
 import { sendBulk, type RejectRecord, type SendOptions, type SendOutcome } from 'metrics-gateway-client';
-import { chunkFrom, type UploadChunk } from './chunks';
+import type { UploadChunk } from './chunks';
 
 // The upload tool's use of the client library's transport (one implementation of retries): a chunk
 // of the file is a part numbered in file lines; lines too long to send are reported beside the answers.
@@ -9,7 +9,7 @@ import { chunkFrom, type UploadChunk } from './chunks';
  * outcome lists every refused file line once, in order.
  */
 export async function sendChunk(chunk: UploadChunk, options: SendOptions): Promise<SendOutcome> {
-  const outcome = await sendBulk(chunk, chunkFrom, { userAgent: 'metrics-gateway-upload', ...options });
+  const outcome = await sendBulk(chunk, { userAgent: 'metrics-gateway-upload', ...options });
   if (chunk.oversized.length === 0) return outcome;
   const oversized: RejectRecord[] = chunk.oversized.map((line) => ({
     line,

@@ -97,6 +97,13 @@ describe('Retry-After and backoff', () => {
     expect(retryAfterMs('soon', now)).toBeUndefined();
   });
 
+  it('takes a Retry-After that is neither delta-seconds nor an HTTP date as absent (a backoff), not as 0', () => {
+    const now = Date.UTC(2026, 0, 1, 12, 0, 0);
+    for (const garbage of ['1.5', '-1', '+3', 'tomorrow 5', '12abc'])
+      expect(retryAfterMs(garbage, now)).toBeUndefined();
+    expect(retryAfterMs('Thu, 01 Jan 2026 12:00:07 GMT', now)).toBe(7000);
+  });
+
   it('backs off from half a second to 30 s, with jitter', () => {
     for (let i = 0; i < 20; i++) {
       expect(backoffMs(1)).toBeGreaterThanOrEqual(400);
