@@ -84,7 +84,9 @@ function jsonLineOf(metric: Metric): string {
   if (typeof json !== 'string' || !json.startsWith('{')) {
     throw new TypeError('track() takes a metric that JSON encodes as an object');
   }
-  if (metric.event_id !== undefined) return json;
+  // An event_id JSON leaves out (undefined, a function, a symbol) is none: the line gets a new one.
+  const given: unknown = metric.event_id;
+  if (given !== undefined && typeof given !== 'function' && typeof given !== 'symbol') return json;
   return json === '{}' ? `{"event_id":"${uuidv7()}"}` : `{"event_id":"${uuidv7()}",${json.slice(1)}`;
 }
 

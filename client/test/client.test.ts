@@ -317,3 +317,13 @@ it('does not read a huge answer whole: past 4 MiB it is no bulk answer, and its 
   expect(stored).toEqual([]);
   expect(dropped.map(({ reason }) => reason)).toEqual(['request_refused']);
 });
+
+it('gives a new event_id to a metric whose event_id JSON leaves out (a function, a symbol)', async () => {
+  const { client } = recorded({ flushAt: 10 });
+  client.track({ ...metric(1), event_id: (() => 'x') as unknown as string });
+  client.track({ ...metric(2), event_id: Symbol('x') as unknown as string });
+  await client.close();
+  const sent = requests.flatMap((request) => request.lines);
+  expect(sent).toHaveLength(2);
+  for (const line of sent) expect(line.event_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+});
