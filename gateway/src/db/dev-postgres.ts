@@ -289,7 +289,8 @@ async function stopServer(cluster: Cluster): Promise<void> {
   const { dataDir } = cluster;
   if (!(await isRunning(cluster))) return;
   const result = await runAsServer(cluster, cluster.pgCtl, ['stop', '-D', dataDir, '-m', 'fast', '-w']);
-  if (result.exitCode !== 0) {
+  // Another handle on the same directory (an adopted server) may have stopped it in the meantime.
+  if (result.exitCode !== 0 && (await isRunning(cluster))) {
     throw new Error(`pg_ctl stop failed for ${dataDir} (exit ${result.exitCode}): ${result.stderr.trim()}`);
   }
   cluster.logger.info({ dataDir }, 'embedded postgres stopped');
