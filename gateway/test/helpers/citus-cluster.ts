@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
 import { appendFile, chown, cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { escapeIdentifier } from 'pg';
 import { databaseUrl, findFreePort, withClient } from '../../src/db/dev-postgres';
+import { POSTGRES_ROOT, findCitus } from './find-citus';
 import { addRunNote } from './run-notes';
 
 // A Citus cluster for tests: a coordinator and two workers, each an extra PostgreSQL cluster of the
@@ -14,31 +14,11 @@ import { addRunNote } from './run-notes';
 // servers run as the postgres account (initdb and postgres refuse root).
 
 const run = promisify(execFile);
-const POSTGRES_ROOT = '/usr/lib/postgresql';
 const SERVER_ACCOUNT = 'postgres';
 const DATABASE = 'metrics';
 const WORKERS = 2;
 
-interface Binaries {
-  readonly initdb: string;
-  readonly pgCtl: string;
-}
-
-/** PostgreSQL's binaries for the newest installed version that has citus.so, else undefined. */
-function findCitusBinaries(): Binaries | undefined {
-  if (!existsSync(POSTGRES_ROOT)) return undefined;
-  const versions = readdirSync(POSTGRES_ROOT).sort((a, b) => Number(b) - Number(a));
-  for (const version of versions) {
-    const dir = path.join(POSTGRES_ROOT, version);
-    const initdb = path.join(dir, 'bin', 'initdb');
-    if (existsSync(path.join(dir, 'lib', 'citus.so')) && existsSync(initdb)) {
-      return { initdb, pgCtl: path.join(dir, 'bin', 'pg_ctl') };
-    }
-  }
-  return undefined;
-}
-
-const BINARIES = findCitusBinaries();
+const BINARIES = findCitus();
 
 /** `describe` when Citus is installed, else `describe.skip` with a SKIPPED line at the end of the run. */
 export function describeOnCitus(testFile: string, untested: string): jest.Describe {

@@ -4,25 +4,36 @@ import { Client, DatabaseError, Pool, escapeIdentifier, type PoolConfig } from '
 import { databaseUrl, withClient } from '../../src/db/dev-postgres';
 import { migrate } from '../../src/db/migrate';
 import { createCitusDatabase, dropCitusDatabase } from './citus-cluster';
+import { ON_CITUS_GLOBAL } from './find-citus';
 import { testLogger } from './logger';
 
 // global-setup.ts picks one PostgreSQL server per jest run and builds a migrated template database
 // on it. Every test file then clones a database of its own, so files run in parallel without
 // sharing rows, and a clone costs a file copy instead of a migration run.
 
-/** Set by global-setup.ts for the workers: the server's maintenance database and this run's id. */
-export const TEST_SERVER_URL_ENV = 'MG_TEST_SERVER_URL';
-export const TEST_RUN_ID_ENV = 'MG_TEST_RUN_ID';
-/** Set by global-setup.ts with TEST_CITUS=1: the workers' maintenance databases, as JSON. */
-export const TEST_CITUS_WORKERS_ENV = 'MG_TEST_CITUS_WORKERS';
+/**
+ * The environment variables global-setup.ts sets for the workers: the server's maintenance database and
+ * the run's id, one set for each kind of server (one jest run may have both projects), and the Citus
+ * workers' maintenance databases, as JSON.
+ */
+export function runEnvironment(citus: boolean) {
+  const prefix = citus ? 'MG_TEST_CITUS_' : 'MG_TEST_';
+  return { serverUrl: `${prefix}SERVER_URL`, runId: `${prefix}RUN_ID`, citusWorkers: 'MG_TEST_CITUS_WORKERS' } as const;
+}
 
 /**
- * True in a jest worker of a TEST_CITUS=1 run: the test databases are on a Citus coordinator. Tests
- * that look at what one server shows (a row's partition, a plan, a constraint name, pg_locks) branch
- * their expectation on it, with the reason beside the branch.
+ * True in a test file of a project whose databases are on a Citus coordinator (jest.config.js: the
+ * citus project, or every integration test with TEST_CITUS=1). Tests that look at what one server
+ * shows (a row's partition, a plan, a constraint name, pg_locks) branch their expectation on it, with
+ * the reason beside the branch.
  */
 export function onCitus(): boolean {
-  return process.env[TEST_CITUS_WORKERS_ENV] !== undefined;
+  return (globalThis as Record<string, unknown>)[ON_CITUS_GLOBAL] === true;
+}
+
+/** The maintenance database of the server this test file's databases are made on. */
+export function testServerUrl(): string {
+  return requiredEnv(runEnvironment(onCitus()).serverUrl);
 }
 
 /**
@@ -69,11 +80,12 @@ export function createTestPool(config: PoolConfig): Pool {
 
 /** A database of its own for one test file: a clone of the migrated template, or empty with migrated: false. */
 export async function createTestDatabase(options: { migrated?: boolean } = {}): Promise<TestDatabase> {
-  const serverUrl = requiredEnv(TEST_SERVER_URL_ENV);
-  const runId = requiredEnv(TEST_RUN_ID_ENV);
+  const variables = runEnvironment(onCitus());
+  const serverUrl = requiredEnv(variables.serverUrl);
+  const runId = requiredEnv(variables.runId);
   const name = `${testDatabasePrefix(runId)}${randomId()}`;
   const { url, dropDatabaseNow, migrateHere } = onCitus()
-    ? await makeCitusDatabase(serverUrl, JSON.parse(requiredEnv(TEST_CITUS_WORKERS_ENV)), name)
+    ? await makeCitusDatabase(serverUrl, JSON.parse(requiredEnv(variables.citusWorkers)), name)
     : await makeDatabase(serverUrl, name, options.migrated === false ? 'template0' : templateName(runId));
   const pool = createTestPool({ connectionString: url });
   let dropping: Promise<void> | undefined;
@@ -102,7 +114,7 @@ async function makeDatabase(serverUrl: string, name: string, template: string): 
 }
 
 /**
- * On a Citus cluster (TEST_CITUS=1) a database is made on every node and migrated (0008 distributes
+ * On a Citus cluster a database is made on every node and migrated (0008 distributes
  * the tables): a clone of a template is no use there, Citus keeps its metadata and shards per
  * database on each node, and its background sessions keep a template busy.
  */
@@ -155,8 +167,8 @@ function requiredEnv(name: string): string {
   const value = process.env[name];
   if (!value) {
     throw new Error(
-      `${name} is not set: a test file that uses the database belongs to the integration project of ` +
-        'jest.config.js (INTEGRATION_TESTS), whose globalSetup prepares it',
+      `${name} is not set: a test file that uses the database belongs to the integration (or citus) ` +
+        'project of jest.config.js, whose globalSetup prepares it',
     );
   }
   return value;

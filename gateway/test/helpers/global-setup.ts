@@ -6,21 +6,24 @@ import { Pool } from 'pg';
 import { databaseUrl, openDevServer, withClient, type DevServer } from '../../src/db/dev-postgres';
 import { migrate } from '../../src/db/migrate';
 import { startCitusCluster } from './citus-cluster';
-import {
-  TEST_CITUS_WORKERS_ENV,
-  TEST_RUN_ID_ENV,
-  TEST_SERVER_URL_ENV,
-  createDatabase,
-  dropDatabase,
-  randomId,
-  templateName,
-} from './database';
+import { createDatabase, dropDatabase, randomId, runEnvironment, templateName } from './database';
+import { ON_CITUS_GLOBAL, findCitus } from './find-citus';
 import { ensureFreshBuild } from './build-freshness';
 import { testLogger } from './logger';
 import { addRunNote, openRunNotes } from './run-notes';
 
-// Runs once per jest run, in the parent process, before the workers start; the workers inherit the
-// environment variables set here.
+// Runs once per jest run for each project that has tests to run (integration, citus), in the parent
+// process, before the workers start; the workers inherit the environment variables set here.
+
+/** What jest passes of a project's configuration. */
+export interface ProjectOfRun {
+  readonly globals?: Record<string, unknown>;
+}
+
+/** Whether the project's test databases are on a Citus cluster (jest.config.js sets the global). */
+export function projectOnCitus(project: ProjectOfRun): boolean {
+  return project.globals?.[ON_CITUS_GLOBAL] === true;
+}
 
 /** What global-teardown.ts needs. Jest runs both hooks in one process, so globalThis carries it across. */
 export interface TestRunState {
@@ -29,21 +32,21 @@ export interface TestRunState {
   stopServer(): Promise<void>;
 }
 
-const STATE_KEY = '__metricsGatewayTestRun';
-type GlobalWithState = typeof globalThis & { [STATE_KEY]?: TestRunState };
+const stateKey = (citus: boolean) => `__metricsGatewayTestRun${citus ? 'Citus' : ''}`;
+type GlobalWithState = typeof globalThis & Record<string, TestRunState | undefined>;
 
-export function takeTestRunState(): TestRunState | undefined {
+export function takeTestRunState(citus: boolean): TestRunState | undefined {
   const global = globalThis as GlobalWithState;
-  const state = global[STATE_KEY];
-  delete global[STATE_KEY];
+  const state = global[stateKey(citus)];
+  delete global[stateKey(citus)];
   return state;
 }
 
-export default async function globalSetup(): Promise<void> {
+export default async function globalSetup(_globalConfig: unknown, project: ProjectOfRun): Promise<void> {
   ensureFreshBuild((line) => process.stderr.write(`\n${line}\n`));
-  // TEST_DATABASE_URL, else DATABASE_URL, else a postgres:16 container when Docker answers, else embedded.
-  // TEST_CITUS=1: the whole suite on a Citus coordinator and two workers (docs/operations.md, "Citus").
-  const citus = process.env.TEST_CITUS === '1';
+  const citus = projectOnCitus(project);
+  // Plain: TEST_DATABASE_URL, else DATABASE_URL, else a postgres:16 container when Docker answers, else
+  // embedded. Citus: a coordinator and two workers started here (docs/operations.md, "Citus").
   const server = citus
     ? await startCitusServer()
     : await openDevServer({
@@ -54,6 +57,9 @@ export default async function globalSetup(): Promise<void> {
       });
   const runId = randomId();
   openRunNotes(runId);
+  if (!citus && findCitus() === undefined) {
+    addRunNote('SKIPPED: the citus project (suites run again on a Citus cluster): Citus is not installed');
+  }
   try {
     // On Citus every test file makes and migrates a database of its own (database.ts).
     if (!citus) await createTemplate(server.url, templateName(runId));
@@ -66,16 +72,17 @@ export default async function globalSetup(): Promise<void> {
     await server.stop();
     throw error;
   }
-  process.env[TEST_SERVER_URL_ENV] = server.url;
-  process.env[TEST_RUN_ID_ENV] = runId;
-  (globalThis as GlobalWithState)[STATE_KEY] = { serverUrl: server.url, runId, stopServer: () => server.stop() };
+  const variables = runEnvironment(citus);
+  process.env[variables.serverUrl] = server.url;
+  process.env[variables.runId] = runId;
+  (globalThis as GlobalWithState)[stateKey(citus)] = { serverUrl: server.url, runId, stopServer: () => server.stop() };
   testLogger.info({ source: server.source, runId }, 'test database server ready');
 }
 
 async function startCitusServer(): Promise<DevServer> {
   const cluster = await startCitusCluster();
-  process.env[TEST_CITUS_WORKERS_ENV] = JSON.stringify(cluster.workerServerUrls);
-  return { url: cluster.serverUrl, source: 'a Citus coordinator and 2 workers (TEST_CITUS=1)', stop: cluster.stop };
+  process.env[runEnvironment(true).citusWorkers] = JSON.stringify(cluster.workerServerUrls);
+  return { url: cluster.serverUrl, source: 'a Citus coordinator and 2 workers', stop: cluster.stop };
 }
 
 async function startContainer(): Promise<DevServer> {

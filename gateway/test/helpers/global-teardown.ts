@@ -1,11 +1,11 @@
 import { withClient } from '../../src/db/dev-postgres';
 import { dropDatabase, templateName, testDatabasePrefix } from './database';
-import { takeTestRunState } from './global-setup';
+import { projectOnCitus, takeTestRunState, type ProjectOfRun } from './global-setup';
 import { printRunNotes } from './run-notes';
 
 /** Drops this run's template, and any clone a test file left behind, then stops what setup started. */
-export default async function globalTeardown(): Promise<void> {
-  const state = takeTestRunState();
+export default async function globalTeardown(_globalConfig: unknown, project: ProjectOfRun): Promise<void> {
+  const state = takeTestRunState(projectOnCitus(project));
   if (!state) return;
   try {
     await withClient(state.serverUrl, async (client) => {

@@ -8,8 +8,9 @@ import path from 'node:path';
 
 const RUN_NOTES_ENV = 'MG_TEST_NOTES_FILE';
 
+/** Opens the run's notes; a second project's setup in the same run keeps the first one's file. */
 export function openRunNotes(runId: string): void {
-  process.env[RUN_NOTES_ENV] = path.join(os.tmpdir(), `mg-test-notes-${runId}.txt`);
+  process.env[RUN_NOTES_ENV] ??= path.join(os.tmpdir(), `mg-test-notes-${runId}.txt`);
 }
 
 /** Adds a line; dropped when no run notes are open (a run without the integration global setup). */

@@ -1,6 +1,6 @@
 import { Client, type Pool } from 'pg';
 import { withClient } from '../../src/db/dev-postgres';
-import { TEST_SERVER_URL_ENV, createTestDatabase, type TestDatabase } from '../helpers/database';
+import { createTestDatabase, testServerUrl, type TestDatabase } from '../helpers/database';
 
 async function tableExists(pool: Pool, table: string): Promise<boolean> {
   const result = await pool.query<{ found: string | null }>('SELECT to_regclass($1) AS found', [table]);
@@ -8,8 +8,7 @@ async function tableExists(pool: Pool, table: string): Promise<boolean> {
 }
 
 async function databaseExists(name: string): Promise<boolean> {
-  const serverUrl = process.env[TEST_SERVER_URL_ENV] as string;
-  return withClient(serverUrl, async (client) => {
+  return withClient(testServerUrl(), async (client) => {
     const result = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     return result.rows.length === 1;
   });
