@@ -51,7 +51,7 @@ export async function listPartitions(db: Queryable): Promise<PartitionInfo[]> {
             (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1]::timestamptz AS "from",
             (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1]::timestamptz AS "to",
             pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT' AS is_default,
-            pg_total_relation_size(c.oid)::text AS bytes
+            user_metrics_partition_bytes(c.oid)::text AS bytes
        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
       WHERE i.inhparent = $1::regclass
       ORDER BY is_default, "from" NULLS FIRST`,

@@ -332,6 +332,24 @@ describeOnCitus('citus.test.ts', 'the gateway on a Citus coordinator with two wo
          FROM pg_dist_partition WHERE logicalrelid = 'user_metrics_p20200301_0000'::regclass`,
       );
       expect(rows).toEqual([{ colocated: true }]);
+      // Its size (/metrics, /v1/stats, the status page) is that of its shards on the workers, not of the
+      // coordinator's empty shell.
+      let shardBytes = 0;
+      for (const url of cluster.workerUrls) {
+        const worker = new Client({ connectionString: url });
+        await worker.connect();
+        // Citus hides shards from pg_class unless asked.
+        await worker.query(`SET citus.show_shards_for_app_name_prefixes = '*'`);
+        const { rows: sizes } = await worker.query<{ bytes: string | null }>(
+          `SELECT sum(pg_total_relation_size(oid))::text AS bytes FROM pg_class
+            WHERE relkind = 'r' AND relname ~ '^user_metrics_p20200301_0000_[0-9]+$'`,
+        );
+        await worker.end();
+        shardBytes += Number(sizes[0]?.bytes ?? 0);
+      }
+      const listed = (await listPartitions(pool)).find((partition) => partition.name === 'user_metrics_p20200301_0000');
+      expect(shardBytes).toBeGreaterThan(0);
+      expect(listed?.bytes).toBe(shardBytes);
       const retention = await maintainPartitions(pool, { ...settings, retentionMs: Date.now() - Date.UTC(2021, 0, 1) });
       expect(retention.dropped).toEqual(['user_metrics_p20200301_0000']);
       expect(await count('user_metrics WHERE talked_time = 800')).toBe(0);
