@@ -116,7 +116,7 @@ export const RATIO_SPECS: readonly RatioSpec[] = [
 ];
 
 /** A short label of a run, for ratios and targets. */
-export function shortRunLabel(id: RunId, bulkClients: number): string {
+function shortRunLabel(id: RunId, bulkClients: number): string {
   const short: Record<RunId, string> = {
     'bulk-1': 'gateway bulk, 1 client',
     'bulk-n': `gateway bulk, ${bulkClients} clients`,

@@ -11,7 +11,6 @@ import {
   YIELD_EVERY,
   ratioLabel,
   runLabel,
-  shortRunLabel,
   unitNoun,
   type RatioSpec,
   type RunId,
@@ -192,7 +191,7 @@ function cpuTargetRows(meta: ReportMeta, summaries: readonly RunSummary[]): stri
     if (summary === undefined) return [];
     const label =
       `gateway CPU per bulk row ≤ ${target} µs (≥ ${formatCount(1_000_000 / target)} rows per CPU-second), ` +
-      `${shortRunLabel(spec.run, meta.bulkClients)}, rows ${spec.eventIds ? 'with' : 'without'} event_id`;
+      `rows ${spec.eventIds ? 'with' : 'without'} event_id (${spec.run})`;
     // With --event-ids every generated row has one, so no run measures rows without.
     if (!spec.eventIds && meta.rowsWithEventIds) return [[label, '15', 'not run (--event-ids)', 'not measured']];
     const micros = cpuMicrosEach(summary.unitsPerCpuSecond);

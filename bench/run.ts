@@ -163,7 +163,7 @@ function describeResult(result: RunResult, all: readonly RunResult[]): string {
       ? result.trackP99Us === undefined
         ? ''
         : `, track() p50 ${result.trackP50Us?.toFixed(1)} µs, p99 ${result.trackP99Us.toFixed(1)} µs, ` +
-          `client CPU ${formatSeconds(result.clientCpuSeconds)} s, gateway CPU ${formatSeconds(result.cpuSeconds)} s`
+          `client CPU ${formatSeconds(result.clientCpuSeconds)} s, gateway CPU ${formatSeconds(result.cpuSeconds)} s over its life`
       : `, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`;
   const rss = result.peakRssBytes === undefined ? '' : `, server peak RSS ${formatBytes(result.peakRssBytes)}`;
   const cpu =
