@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { escapeXml, niceStep, renderRatioChart } from '../chart';
 import { RATIO_SPECS, RUN_IDS, selectedRuns } from '../contenders';
-import { datasetMetrics, splitRows, writeDataset } from '../dataset';
+import { datasetMetrics, splitRows, writeDataset, type Dataset, type DatasetOptions } from '../dataset';
 import { gatewayEnvironment } from '../gateway-process';
 import { UsageError, defaultChartPath, parseBenchArgs, parseRowsArgument } from '../options';
 import { chartBars, computeRatios, renderReport, summarize, type ReportMeta, type RunResult } from '../report';
@@ -75,6 +75,27 @@ describe('stats', () => {
   });
 });
 
+/** A small dataset written in a temporary folder, handed to `use`, then removed. */
+async function withDataset(
+  options: Pick<DatasetOptions, 'rows' | 'parts' | 'seed' | 'withEventIds'>,
+  use: (dataset: Dataset) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-bench-test-'));
+  try {
+    await use(
+      await writeDataset({
+        ...options,
+        dir,
+        startMs: Date.UTC(2026, 0, 1),
+        singleBodies: 1,
+        receivedAt: new Date().toISOString(),
+      }),
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('dataset parts', () => {
   it('splits rows into consecutive parts that add up', () => {
     expect(splitRows(10, 4)).toEqual([2, 3, 2, 3]);
@@ -83,18 +104,7 @@ describe('dataset parts', () => {
   });
 
   it('writes the COPY text in the same parts as the NDJSON, for the parallel COPY run', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-bench-test-'));
-    try {
-      const dataset = await writeDataset({
-        dir,
-        rows: 10,
-        parts: 3,
-        seed: 7,
-        startMs: Date.UTC(2026, 0, 1),
-        singleBodies: 1,
-        withEventIds: false,
-        receivedAt: new Date().toISOString(),
-      });
+    await withDataset({ rows: 10, parts: 3, seed: 7, withEventIds: false }, async (dataset) => {
       const lines = async (file: string) => (await readFile(file, 'utf8')).trimEnd().split('\n');
       expect(dataset.copyParts.map((part) => part.rows)).toEqual([3, 3, 4]);
       expect(dataset.parts.map((part) => part.rows)).toEqual([3, 3, 4]);
@@ -113,26 +123,13 @@ describe('dataset parts', () => {
           );
         }),
       );
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('dataset rows for the client step', () => {
   it('are the rows of the dataset file without their event_id, only as many as asked for', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-bench-test-'));
-    try {
-      const dataset = await writeDataset({
-        dir,
-        rows: 40,
-        parts: 2,
-        seed: 5,
-        startMs: Date.UTC(2026, 0, 1),
-        singleBodies: 1,
-        withEventIds: true,
-        receivedAt: new Date().toISOString(),
-      });
+    await withDataset({ rows: 40, parts: 2, seed: 5, withEventIds: true }, async (dataset) => {
       const fromFile = (await readFile(dataset.ndjsonFile, 'utf8'))
         .trimEnd()
         .split('\n')
@@ -142,9 +139,7 @@ describe('dataset rows for the client step', () => {
         });
       expect(datasetMetrics(dataset, 30)).toEqual(fromFile.slice(0, 30));
       expect(datasetMetrics(dataset, 1000)).toEqual(fromFile);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
