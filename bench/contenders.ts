@@ -50,7 +50,7 @@ export const RUN_SPECS: Readonly<Record<RunId, RunSpec>> = {
   'bulk-citus': { id: 'bulk-citus', steps: ['citus'], unit: 'rows/s' },
 };
 
-/** What one unit of a run is, in words: "rows per CPU-second", "µs per request". */
+/** What a run counts, in words: "µs per row", "µs per request". */
 export function unitNoun(id: RunId): 'row' | 'request' {
   return RUN_SPECS[id].unit === 'rows/s' ? 'row' : 'request';
 }

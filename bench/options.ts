@@ -65,11 +65,11 @@ export const USAGE = `Usage: npm run bench -- [options]
 Runs, in alternating rounds on one fresh database and one set of generated rows: bulk NDJSON through
 the gateway (from one client, from --clients at once, with UUIDv7 event_ids), psql \\copy into a table
 with the keys of user_metrics but no foreign keys (whole, and in --clients parts at once) and into
-user_metrics, single POSTs through
-the gateway (autocannon), a naive INSERT-per-request server, and the client library (track() per event,
-the library sending bulk requests). Writes a Markdown report and an SVG
-chart of the ratios. Database: BENCH_DATABASE_URL, else DATABASE_URL's server, else an embedded
-PostgreSQL in a temporary folder; a database mg_bench_<random> is created and dropped.
+user_metrics, single POSTs through the gateway (autocannon), a naive INSERT-per-request server, and the
+client library (track() per event, the library sending bulk requests). Gives the gateway's CPU per row
+or request during each measured run. Writes a Markdown report and an SVG chart of the ratios.
+Database: BENCH_DATABASE_URL, else DATABASE_URL's server, else an embedded PostgreSQL in a temporary
+folder; a database mg_bench_<random> is created and dropped.
 
   --rows N          rows per bulk and COPY run (default ${DEFAULTS.rows})
   --rounds N        rounds; the report gives medians (default ${DEFAULTS.rounds})
