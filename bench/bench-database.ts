@@ -95,10 +95,26 @@ async function prepare(pool: Pool, logger: Logger, migrationsDir?: string): Prom
   const applied = await pool.query<{ name: string }>(`SELECT name FROM ${MIGRATIONS_TABLE} ORDER BY run_on, id`);
   await seedDemoData(pool);
   await pool.query(`CREATE TABLE IF NOT EXISTS ${NO_FK_TABLE} (LIKE ${METRICS_TABLE} INCLUDING ALL)`);
+  // The parallel COPY is reported as into "the same keys"; LIKE ... INCLUDING ALL gives them, this checks it.
+  const [keys, noFkKeys] = await Promise.all([indexKeys(pool, METRICS_TABLE), indexKeys(pool, NO_FK_TABLE)]);
+  if (keys.join('; ') !== noFkKeys.join('; ')) {
+    throw new Error(`${NO_FK_TABLE} has the keys ${noFkKeys.join('; ')}, ${METRICS_TABLE} has ${keys.join('; ')}`);
+  }
   // Autovacuum would analyze the freshly seeded tables at some moment during the benchmark, and the
   // plan of every per-row foreign-key check can change with it; analyzing now makes all runs equal.
   await pool.query('VACUUM ANALYZE users, devices');
   return applied.rows.map((row) => row.name);
+}
+
+/** The indexes of `table` as "unique btree (a, b)", sorted; for a partitioned table, those of the parent. */
+async function indexKeys(pool: Pool, table: string): Promise<string[]> {
+  const { rows } = await pool.query<{ key: string }>(
+    `SELECT CASE WHEN indisunique THEN 'unique ' ELSE '' END
+            || substring(pg_get_indexdef(indexrelid) FROM ' USING (.*)$') AS key
+       FROM pg_index WHERE indrelid = $1::regclass ORDER BY key`,
+    [table],
+  );
+  return rows.map((row) => row.key);
 }
 
 const INSUFFICIENT_PRIVILEGE = '42501';

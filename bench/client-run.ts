@@ -8,7 +8,9 @@ import { MAX_QUEUE_ROWS, YIELD_EVERY } from './contenders';
 import { datasetMetrics } from './dataset';
 import { METRICS_TABLE, countRows } from './bench-database';
 import type { RunResult } from './report';
+import { readProcessUsage } from './child-processes';
 import { startGatewayProcess } from './gateway-process';
+import { perCpuSecond } from './stats';
 import type { RunContext } from './runs';
 
 /** The q-th quantile of durations (sorted in place), in microseconds. */
@@ -28,6 +30,9 @@ export async function runClient(context: RunContext, round: number): Promise<Run
   let retries = 0;
   /** CPU time of this process (the application and the library) over the run. */
   let clientCpuSeconds: number | undefined;
+  /** The gateway's CPU time just before the first track() and just after close(). */
+  let gatewayCpuBefore: number | undefined;
+  let gatewayCpuAfter: number | undefined;
   const gateway = await startGatewayProcess(context, `round${round}-client`);
   try {
     const client = new MetricsClient({ url: gateway.url, maxQueueRows: MAX_QUEUE_ROWS });
@@ -36,6 +41,7 @@ export async function runClient(context: RunContext, round: number): Promise<Run
     client.on('dropped', (dropped, reason, message) =>
       problems.push(`${dropped.length} rows dropped (${reason}): ${message}`),
     );
+    gatewayCpuBefore = readProcessUsage(gateway.pid).cpuSeconds;
     const started = performance.now();
     const cpuBefore = process.cpuUsage();
     for (let n = 0; n < events; n++) {
@@ -48,6 +54,7 @@ export async function runClient(context: RunContext, round: number): Promise<Run
     }
     const totals = await client.close({ deadlineMs: 600_000 });
     seconds = (performance.now() - started) / 1000;
+    gatewayCpuAfter = readProcessUsage(gateway.pid).cpuSeconds;
     const cpu = process.cpuUsage(cpuBefore);
     clientCpuSeconds = (cpu.user + cpu.system) / 1e6;
     if (totals.stored !== events) problems.push(`stored ${totals.stored} of ${events} events`);
@@ -73,6 +80,7 @@ export async function runClient(context: RunContext, round: number): Promise<Run
     ...(clientCpuSeconds === undefined ? {} : { clientCpuSeconds }),
     peakRssBytes: usage.peakRssBytes,
     cpuSeconds: usage.cpuSeconds,
+    unitsPerCpuSecond: perCpuSecond(count, gatewayCpuBefore, gatewayCpuAfter),
     problems,
   };
 }

@@ -8,6 +8,13 @@ import { checkMetric } from '../gateway/src/ingest/schema';
 import { uuidv7 } from 'metrics-gateway-client';
 import { generateMetrics, type GeneratedMetric } from '../seed/generate-metrics';
 
+/** One file of the rows, or of a part of them. */
+export interface DataFile {
+  readonly file: string;
+  readonly rows: number;
+  readonly bytes: number;
+}
+
 export interface Dataset {
   readonly rows: number;
   readonly seed: number;
@@ -16,9 +23,11 @@ export interface Dataset {
   readonly ndjsonFile: string;
   readonly ndjsonBytes: number;
   /** The same lines split into consecutive parts, one per client of the parallel bulk run. */
-  readonly parts: readonly { readonly file: string; readonly rows: number; readonly bytes: number }[];
+  readonly parts: readonly DataFile[];
   readonly copyFile: string;
   readonly copyBytes: number;
+  /** The COPY text of the same parts, one per psql of the parallel COPY run. */
+  readonly copyParts: readonly DataFile[];
   readonly copyColumns: readonly string[];
   /** JSON bodies for single POSTs: the first rows of the same data. */
   readonly singleBodies: readonly string[];
@@ -95,9 +104,10 @@ export async function writeDataset(options: DatasetOptions): Promise<Dataset> {
   const partRows = splitRows(rows, options.parts);
   const ndjson = await BufferedFile.create(path.join(dir, 'metrics.ndjson'));
   const copy = await BufferedFile.create(path.join(dir, 'metrics.copy'));
-  const parts = await Promise.all(
-    partRows.map((_, index) => BufferedFile.create(path.join(dir, `metrics.part${index + 1}.ndjson`))),
-  );
+  const partFile = (index: number, extension: string): string =>
+    path.join(dir, `metrics.part${index + 1}.${extension}`);
+  const parts = await Promise.all(partRows.map((_, index) => BufferedFile.create(partFile(index, 'ndjson'))));
+  const copyParts = await Promise.all(partRows.map((_, index) => BufferedFile.create(partFile(index, 'copy'))));
   const v7 = options.withV7File ? await BufferedFile.create(path.join(dir, 'metrics.v7.ndjson')) : undefined;
   const singleBodies: string[] = [];
   const nowMs = Date.now();
@@ -117,13 +127,17 @@ export async function writeDataset(options: DatasetOptions): Promise<Dataset> {
       await ndjson.write(`${json}\n`);
       while (index >= partEnd) partEnd += partRows[++part] ?? 0;
       await (parts[part] as BufferedFile).write(`${json}\n`);
-      await copy.write(encodeMetricRow(check.metric, check.timeRecorded, options.receivedAt));
+      const copyRow = encodeMetricRow(check.metric, check.timeRecorded, options.receivedAt);
+      await copy.write(copyRow);
+      await (copyParts[part] as BufferedFile).write(copyRow);
       if (singleBodies.length < options.singleBodies) singleBodies.push(json);
       if (v7 !== undefined) await v7.write(`${JSON.stringify({ ...metric, event_id: uuidv7() })}\n`);
       index++;
     }
   } finally {
-    await Promise.all([ndjson, copy, ...parts, ...(v7 === undefined ? [] : [v7])].map((file) => file.close()));
+    await Promise.all(
+      [ndjson, copy, ...parts, ...copyParts, ...(v7 === undefined ? [] : [v7])].map((file) => file.close()),
+    );
   }
   return {
     rows,
@@ -133,12 +147,17 @@ export async function writeDataset(options: DatasetOptions): Promise<Dataset> {
     ndjsonFile: path.join(dir, 'metrics.ndjson'),
     ndjsonBytes: ndjson.bytes,
     parts: parts.map((file, index) => ({
-      file: path.join(dir, `metrics.part${index + 1}.ndjson`),
+      file: partFile(index, 'ndjson'),
       rows: partRows[index] as number,
       bytes: file.bytes,
     })),
     copyFile: path.join(dir, 'metrics.copy'),
     copyBytes: copy.bytes,
+    copyParts: copyParts.map((file, index) => ({
+      file: partFile(index, 'copy'),
+      rows: partRows[index] as number,
+      bytes: file.bytes,
+    })),
     copyColumns: COPY_COLUMNS,
     singleBodies,
     ...(v7 === undefined ? {} : { v7File: { file: path.join(dir, 'metrics.v7.ndjson'), bytes: v7.bytes } }),

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../gateway/src/config';
@@ -12,7 +13,7 @@ export interface BenchOptions {
   /** Seconds of autocannon load before each measured run, not counted. */
   readonly warmupSeconds: number;
   readonly connections: number;
-  /** Clients of the parallel bulk run, each uploading one part of the rows. */
+  /** Clients of the parallel bulk run, each uploading one part of the rows; as many psql in the parallel COPY. */
   readonly bulkClients: number;
   /** Events the `client` step tracks: the dataset's rows, cycled. */
   readonly clientRows: number;
@@ -42,6 +43,8 @@ export type SustainedLayout = (typeof SUSTAINED_LAYOUTS)[number];
 
 export class UsageError extends Error {}
 
+const MAX_BULK_CLIENTS = 64;
+
 export const DEFAULTS = {
   rows: 400_000,
   sustainedRows: 20_000_000,
@@ -49,7 +52,8 @@ export const DEFAULTS = {
   durationSeconds: 10,
   warmupSeconds: 2,
   connections: 64,
-  bulkClients: 4,
+  // Issue 15 compares as many parallel uploads as cores with as many parallel COPYs.
+  bulkClients: Math.min(MAX_BULK_CLIENTS, os.availableParallelism()),
   clientRows: 1_000_000,
   bigMegabytes: 2048,
   seed: 1,
@@ -59,18 +63,21 @@ export const DEFAULTS = {
 export const USAGE = `Usage: npm run bench -- [options]
 
 Runs, in alternating rounds on one fresh database and one set of generated rows: bulk NDJSON through
-the gateway, psql \\copy into a table without foreign keys and into user_metrics, single POSTs through
-the gateway (autocannon), a naive INSERT-per-request server, and the client library (track() per event,
-the library sending bulk requests). Writes a Markdown report and an SVG
-chart of the ratios. Database: BENCH_DATABASE_URL, else DATABASE_URL's server, else an embedded
-PostgreSQL in a temporary folder; a database mg_bench_<random> is created and dropped.
+the gateway (from one client, from --clients at once, with UUIDv7 event_ids), psql \\copy into a table
+with the keys of user_metrics but no foreign keys (whole, and in --clients parts at once) and into
+user_metrics, single POSTs through the gateway (autocannon), a naive INSERT-per-request server, and the
+client library (track() per event, the library sending bulk requests). Gives the gateway's CPU per row
+or request during each measured run. Writes a Markdown report and an SVG chart of the ratios.
+Database: BENCH_DATABASE_URL, else DATABASE_URL's server, else an embedded PostgreSQL in a temporary
+folder; a database mg_bench_<random> is created and dropped.
 
   --rows N          rows per bulk and COPY run (default ${DEFAULTS.rows})
   --rounds N        rounds; the report gives medians (default ${DEFAULTS.rounds})
   --duration S      seconds of each autocannon run (default ${DEFAULTS.durationSeconds})
   --warmup S        seconds of load before each autocannon run, not measured (default ${DEFAULTS.warmupSeconds}; 0: none)
   --connections N   autocannon connections (default ${DEFAULTS.connections})
-  --clients N       clients of the parallel bulk run (default ${DEFAULTS.bulkClients})
+  --clients N       clients of the parallel bulk run, and psql processes of the parallel COPY, each with
+                    one part of the rows (default: the number of cores, ${DEFAULTS.bulkClients} here)
   --client-rows N   events the client step tracks, one track() each, the rows above cycled (default ${DEFAULTS.clientRows})
   --only LIST       comma-separated steps among ${STEP_NAMES.join(', ')} (default: all but big)
   --big             also stream a generated NDJSON body (no file) through the gateway and report its peak RSS
@@ -156,7 +163,7 @@ export function parseBenchArgs(argv: readonly string[], defaultOut: string): Ben
   if (values.chart === '') throw new UsageError('--chart must name a file');
   const out = path.resolve(values.out ?? defaultOut);
 
-  const bulkClients = integer('--clients', values.clients, DEFAULTS.bulkClients, 1, 64);
+  const bulkClients = integer('--clients', values.clients, DEFAULTS.bulkClients, 1, MAX_BULK_CLIENTS);
   const rows = integer(
     '--rows',
     values.rows,

@@ -2,6 +2,8 @@
 
 import {
   BIG_UPLOAD_RSS_TARGET_BYTES,
+  BULK_CPU_TARGETS,
+  BULK_CPU_TARGET_US_PER_ROW,
   MAX_QUEUE_ROWS,
   RATIO_SPECS,
   RUN_SPECS,
@@ -9,11 +11,23 @@ import {
   YIELD_EVERY,
   ratioLabel,
   runLabel,
+  unitNoun,
   type RatioSpec,
   type RunId,
 } from './contenders';
 import type { ChartBar } from './chart';
-import { formatBytes, formatCount, formatMs, formatRatio, formatSeconds, markdownTable, median, ratio } from './stats';
+import {
+  cpuMicrosEach,
+  formatBytes,
+  formatCount,
+  formatMicros,
+  formatMs,
+  formatRatio,
+  formatSeconds,
+  markdownTable,
+  median,
+  ratio,
+} from './stats';
 
 /** What one run of one contender measured. */
 export interface RunResult {
@@ -29,13 +43,14 @@ export interface RunResult {
   readonly p99Ms?: number;
   /** VmHWM of the server process (gateway or naive server) during the run. */
   readonly peakRssBytes?: number;
-  /** User plus system CPU time of the server process. */
+  /** User plus system CPU time of the server process over its whole life (start-up included). */
   readonly cpuSeconds?: number;
   /**
-   * Single POSTs: 2xx answers of the measured load ÷ the server's CPU time (user + system) over it, which
-   * does not depend on what else the machine's cores are doing.
+   * Rows stored, or 2xx answers, ÷ the server's CPU time (user + system) during the measured upload or
+   * load alone (start-up, warm-up and exit left out), which does not depend on what else the machine's
+   * cores are doing. None for psql (the work is PostgreSQL's).
    */
-  readonly requestsPerCpuSecond?: number;
+  readonly unitsPerCpuSecond?: number;
   /** The client step: the time of one track() call, in microseconds. */
   readonly trackP50Us?: number;
   readonly trackP99Us?: number;
@@ -55,7 +70,7 @@ export interface RunSummary {
   readonly p99Ms?: number;
   readonly peakRssBytes?: number;
   readonly cpuSeconds?: number;
-  readonly requestsPerCpuSecond?: number;
+  readonly unitsPerCpuSecond?: number;
   readonly problems: readonly string[];
 }
 
@@ -63,7 +78,7 @@ export interface RatioResult {
   readonly spec: RatioSpec;
   readonly label: string;
   readonly value?: number;
-  /** The same ratio of requests per server CPU-second, for the req/s runs. */
+  /** The same ratio of rows or requests per server CPU-second, where both runs measured it. */
   readonly perCpuSecond?: number;
 }
 
@@ -86,6 +101,8 @@ export interface ReportMeta {
   readonly setup: readonly (readonly [string, string])[];
   readonly rounds: number;
   readonly bulkClients: number;
+  /** Whether the generated rows carry an event_id (`--event-ids`); bulk-v7's always do. */
+  readonly rowsWithEventIds: boolean;
   /** The chart's path relative to the report, or undefined when none was written. */
   readonly chartLink?: string;
 }
@@ -116,7 +133,7 @@ export function summarize(results: readonly RunResult[], order: readonly RunId[]
         p99Ms: orUndefined(median(definedNumbers(runs.map((run) => run.p99Ms)))),
         peakRssBytes: rss.length > 0 ? Math.max(...rss) : undefined,
         cpuSeconds: orUndefined(median(definedNumbers(runs.map((run) => run.cpuSeconds)))),
-        requestsPerCpuSecond: orUndefined(median(definedNumbers(runs.map((run) => run.requestsPerCpuSecond)))),
+        unitsPerCpuSecond: orUndefined(median(definedNumbers(runs.map((run) => run.unitsPerCpuSecond)))),
         problems: runs.flatMap((run) => run.problems.map((problem) => `round ${run.round}: ${problem}`)),
       },
     ];
@@ -134,10 +151,7 @@ export function computeRatios(summaries: readonly RunSummary[], bulkClients: num
     spec,
     label: ratioLabel(spec, bulkClients),
     value: ratio(summaryOf(spec.numerator)?.value, summaryOf(spec.denominator)?.value),
-    perCpuSecond: ratio(
-      summaryOf(spec.numerator)?.requestsPerCpuSecond,
-      summaryOf(spec.denominator)?.requestsPerCpuSecond,
-    ),
+    perCpuSecond: ratio(summaryOf(spec.numerator)?.unitsPerCpuSecond, summaryOf(spec.denominator)?.unitsPerCpuSecond),
   }));
 }
 
@@ -161,7 +175,32 @@ function verdict(met: boolean | undefined): string {
   return met ? 'reached' : '**missed**';
 }
 
+/** Server CPU per row or request and its inverse, for the tables: "2.47 µs per row (404,858 per CPU-s)". */
+function formatCpuEach(summary: RunSummary): string {
+  return (
+    `${formatMicros(cpuMicrosEach(summary.unitsPerCpuSecond))} µs per ${unitNoun(summary.id)} ` +
+    `(${formatCount(summary.unitsPerCpuSecond)} per CPU-s)`
+  );
+}
+
+/** Issue 15's rows: the gateway's CPU per bulk row, without and with event_id. */
+function cpuTargetRows(meta: ReportMeta, summaries: readonly RunSummary[]): string[][] {
+  const target = BULK_CPU_TARGET_US_PER_ROW;
+  return BULK_CPU_TARGETS.flatMap((spec) => {
+    const summary = summaries.find((candidate) => candidate.id === spec.run);
+    if (summary === undefined) return [];
+    const label =
+      `gateway CPU per bulk row ≤ ${target} µs (≥ ${formatCount(1_000_000 / target)} rows per CPU-second), ` +
+      `rows ${spec.eventIds ? 'with' : 'without'} event_id (${spec.run})`;
+    // With --event-ids every generated row has one, so no run measures rows without.
+    if (!spec.eventIds && meta.rowsWithEventIds) return [[label, '15', 'not run (--event-ids)', 'not measured']];
+    const micros = cpuMicrosEach(summary.unitsPerCpuSecond);
+    return [[label, '15', formatCpuEach(summary), verdict(micros === undefined ? undefined : micros <= target)]];
+  });
+}
+
 function targetRows(
+  meta: ReportMeta,
   ratios: readonly RatioResult[],
   summaries: readonly RunSummary[],
   big: BigUploadResult | undefined,
@@ -172,25 +211,29 @@ function targetRows(
     if (target === undefined) continue;
     rows.push([
       `${result.label} ≥ ${target}x`,
+      String(result.spec.issue ?? ''),
       formatRatio(result.value),
       verdict(result.value === undefined ? undefined : result.value >= target),
     ]);
   }
+  rows.push(...cpuTargetRows(meta, summaries));
   const singleWait = summaries.find((summary) => summary.id === 'single-wait');
   if (singleWait !== undefined) {
     rows.push([
       `single wait=true p99 < ${SINGLE_WAIT_P99_TARGET_MS} ms`,
+      '3',
       `${formatMs(singleWait.p99Ms)} ms`,
       verdict(singleWait.p99Ms === undefined ? undefined : singleWait.p99Ms < SINGLE_WAIT_P99_TARGET_MS),
     ]);
   }
   const bigLabel = `streamed upload, gateway peak RSS < ${formatBytes(BIG_UPLOAD_RSS_TARGET_BYTES)}`;
   if (big === undefined) {
-    rows.push([bigLabel, 'not run (add --big)', 'not measured']);
+    rows.push([bigLabel, '3', 'not run (add --big)', 'not measured']);
   } else {
     const complete = big.problems.length === 0;
     rows.push([
       `${bigLabel} (${formatBytes(big.bytes)} body)`,
+      '3',
       formatBytes(big.peakRssBytes),
       verdict(big.peakRssBytes === undefined || !complete ? undefined : big.peakRssBytes < BIG_UPLOAD_RSS_TARGET_BYTES),
     ]);
@@ -276,9 +319,14 @@ export function renderReport(
     '',
     markdownTable(['setup', ''], meta.setup),
     '',
-    '## Targets of issue 3',
+    '## Targets',
     '',
-    markdownTable(['target', 'measured', ''], targetRows(ratios, summaries, big)),
+    markdownTable(['target', 'issue', 'measured', ''], targetRows(meta, ratios, summaries, big), [
+      'left',
+      'right',
+      'right',
+      'left',
+    ]),
     '',
     `## Ratios (of the medians over ${rounds})`,
     '',
@@ -314,9 +362,10 @@ export function renderReport(
           'unit',
           'p50 ms',
           'p99 ms',
-          'req per server CPU-s',
+          'server CPU µs per row or req',
+          'rows or req per server CPU-s',
           'server peak RSS',
-          'server CPU s',
+          'server CPU s, whole life',
           'checks',
         ],
         summaries.map((summary) => [
@@ -326,12 +375,13 @@ export function renderReport(
           unitOf(summary.id),
           RUN_SPECS[summary.id].unit === 'req/s' ? formatMs(summary.p50Ms) : '',
           RUN_SPECS[summary.id].unit === 'req/s' ? formatMs(summary.p99Ms) : '',
-          blankIfMissing(summary.requestsPerCpuSecond, formatCount),
+          blankIfMissing(cpuMicrosEach(summary.unitsPerCpuSecond), formatMicros),
+          blankIfMissing(summary.unitsPerCpuSecond, formatCount),
           summary.id.startsWith('copy-') ? '(psql)' : formatBytes(summary.peakRssBytes),
           summary.id.startsWith('copy-') ? '' : formatSeconds(summary.cpuSeconds),
           summary.problems.length === 0 ? 'ok' : `**${summary.problems.length} problem(s)**`,
         ]),
-        ['left', 'right', 'right', 'left', 'right', 'right', 'right', 'right', 'right', 'left'],
+        ['left', 'right', 'right', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'left'],
       ),
       '',
     );
@@ -386,7 +436,8 @@ export function renderReport(
         'rows or 2xx',
         'p50 ms',
         'p99 ms',
-        'req per CPU-s',
+        'CPU µs each',
+        'per CPU-s',
         'peak RSS',
         'CPU s',
       ],
@@ -399,11 +450,12 @@ export function renderReport(
         formatCount(result.count),
         blankIfMissing(result.p50Ms, formatMs),
         blankIfMissing(result.p99Ms, formatMs),
-        blankIfMissing(result.requestsPerCpuSecond, formatCount),
+        blankIfMissing(cpuMicrosEach(result.unitsPerCpuSecond), formatMicros),
+        blankIfMissing(result.unitsPerCpuSecond, formatCount),
         blankIfMissing(result.peakRssBytes, formatBytes),
         blankIfMissing(result.cpuSeconds, formatSeconds),
       ]),
-      ['right', 'left', 'right', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+      ['right', 'left', 'right', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
     ),
     '',
     '## How it was measured',
@@ -416,16 +468,25 @@ export function renderReport(
     '- Before every run: `TRUNCATE` of the metric tables, `VACUUM ANALYZE` of them and a `CHECKPOINT`; each',
     '  gateway or naive-server run gets a new process. The order of the contenders rotates from round to round.',
     '- Bulk: rows/s = rows ÷ wall time from the first byte sent to the last response (`wait=true`: committed);',
-    "  the answers' `accepted` counts and the table's row count are checked.",
+    "  the answers' `accepted` counts and the table's row count are checked. The parallel run sends one",
+    '  consecutive part of the rows from each client at once; the run with UUIDv7 event_ids sends the same',
+    '  rows from one client, each with a UUIDv7 `event_id` (the idempotent insert path).',
     '- COPY: rows/s = rows ÷ wall time of the `psql -c "\\copy ..."` process, connection included; the same',
-    '  rows as the NDJSON, as COPY text with the columns the gateway writes (received_at included).',
+    '  rows as the NDJSON, as COPY text with the columns the gateway writes (received_at included). The',
+    `  parallel COPY (issue 15) runs ${meta.bulkClients} such processes at once, each on the consecutive part of the rows that`,
+    '  the client of the same number in the parallel bulk run sends; rows/s = rows ÷ wall time from the first',
+    '  start to the last exit. `user_metrics_nofk` has the keys of `user_metrics` (see above).',
     '- Single POSTs: autocannon in the benchmark process, req/s = 2xx responses ÷ measured seconds; p50 and',
     '  p99 latency from autocannon; non-2xx, errors and timeouts must be 0, and the table must hold at least',
     '  as many rows as there were 2xx answers (checked after the server has stopped and flushed).',
-    '- Peak RSS is VmHWM of the server process from /proc; CPU is its user + system time over its whole life.',
-    '- Req per server CPU-s (single POSTs): 2xx answers of the measured load ÷ the user + system time the',
-    '  server process spent during it (/proc/PID/stat before and after); unlike req/s, it does not depend on',
-    '  what else the cores were doing (load generator, PostgreSQL).',
+    '- Peak RSS is VmHWM of the server process from /proc; "CPU s, whole life" is its user + system time',
+    '  from its start until it is told to stop (start-up and warm-up included).',
+    '- Server CPU per row or request, and rows or requests per server CPU-s: the user + system time that the',
+    '  server process (all its threads) spent during the measured upload or load alone, read from',
+    '  /proc/PID/stat just before the first byte and just after the last answer (10 ms ticks), against the',
+    '  rows stored (bulk, client) or the 2xx answers (single POSTs). Unlike rows/s or req/s, it does not',
+    "  depend on what else the cores were doing (load generator, PostgreSQL). PostgreSQL's own CPU is not in",
+    "  it; for psql there is none (the work is the server's).",
     '- Everything (load generator, gateway, PostgreSQL) shares this machine; trust ratios from one run more',
     '  than absolute numbers.',
     '',

@@ -21,14 +21,23 @@ import {
 } from './bench-database';
 import { renderRatioChart } from './chart';
 import { killAllChildren } from './child-processes';
-import { RUN_SPECS, runLabel, selectedRuns, type RunId } from './contenders';
+import { RUN_SPECS, runLabel, selectedRuns, unitNoun, type RunId } from './contenders';
 import { DATASET_START_MS, writeDataset, type Dataset } from './dataset';
 import { USAGE, UsageError, parseBenchArgs, type BenchOptions } from './options';
 import { chartBars, computeRatios, renderReport, summarize, type BigUploadResult, type RunResult } from './report';
 import { runBigUpload, runDatabase, runOne, type RunContext } from './runs';
 import { ROUNDS_MARKS, splicePart } from './results-file';
 import { runSustained } from './sustained';
-import { formatBytes, formatCount, formatRatio, formatSeconds, median, rotate } from './stats';
+import {
+  cpuMicrosEach,
+  formatBytes,
+  formatCount,
+  formatMicros,
+  formatRatio,
+  formatSeconds,
+  median,
+  rotate,
+} from './stats';
 
 // Distinct bodies of single POSTs; autocannon builds each once per connection before it starts.
 const SINGLE_BODIES = 256;
@@ -154,12 +163,16 @@ function describeResult(result: RunResult, all: readonly RunResult[]): string {
       ? result.trackP99Us === undefined
         ? ''
         : `, track() p50 ${result.trackP50Us?.toFixed(1)} µs, p99 ${result.trackP99Us.toFixed(1)} µs, ` +
-          `client CPU ${formatSeconds(result.clientCpuSeconds)} s, gateway CPU ${formatSeconds(result.cpuSeconds)} s`
+          `client CPU ${formatSeconds(result.clientCpuSeconds)} s, gateway CPU ${formatSeconds(result.cpuSeconds)} s over its life`
       : `, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`;
   const rss = result.peakRssBytes === undefined ? '' : `, server peak RSS ${formatBytes(result.peakRssBytes)}`;
+  const cpu =
+    result.unitsPerCpuSecond === undefined
+      ? ''
+      : `, server CPU ${formatMicros(cpuMicrosEach(result.unitsPerCpuSecond))} µs per ${unitNoun(result.id)}`;
   const problems = result.problems.length === 0 ? '' : `; PROBLEMS: ${result.problems.join('; ')}`;
   return (
-    `${formatCount(result.value)} ${unit} in ${formatSeconds(result.seconds)} s${latency}${rss}` +
+    `${formatCount(result.value)} ${unit} in ${formatSeconds(result.seconds)} s${latency}${cpu}${rss}` +
     ` (median so far ${formatCount(median(values))} ${unit})${problems}`
   );
 }
@@ -198,7 +211,7 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
     singleBodies: SINGLE_BODIES,
     withEventIds: options.withEventIds,
     receivedAt: startedAt.toISOString(),
-    withV7File: options.steps.has('client'),
+    withV7File: runs.includes('bulk-v7'),
   });
   progress(
     `generated ${formatCount(dataset.rows)} rows in ${formatSeconds((performance.now() - generating) / 1000)} s: ` +
@@ -313,6 +326,7 @@ async function bench(argv: readonly string[], options: BenchOptions, resources: 
       setup,
       rounds: options.rounds,
       bulkClients: options.bulkClients,
+      rowsWithEventIds: dataset.withEventIds,
       chartLink,
     },
     summaries,

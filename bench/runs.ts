@@ -8,12 +8,12 @@ import { METRICS_TABLE, NO_FK_TABLE, countRows, type BenchDatabase } from './ben
 import { runClient } from './client-run';
 import { readProcessUsage, runTimedCommand, startService, type Service, type StopResult } from './child-processes';
 import type { RunId } from './contenders';
-import type { Dataset } from './dataset';
+import type { DataFile, Dataset } from './dataset';
 import { START_TIMEOUT_MS, STOP_TIMEOUT_MS, startGatewayProcess } from './gateway-process';
 import { uploadFile, uploadNdjson, type BulkAnswer } from './http-upload';
 import type { BenchOptions } from './options';
 import type { BigUploadResult, RunResult } from './report';
-import { formatBytes, formatCount } from './stats';
+import { formatBytes, formatCount, perCpuSecond } from './stats';
 
 export interface RunContext {
   readonly options: BenchOptions;
@@ -85,8 +85,12 @@ export async function runBulk(
         : dataset.parts;
   const problems: string[] = [];
   let seconds: number | undefined;
+  let cpuBefore: number | undefined;
+  let cpuAfter: number | undefined;
   const gateway = await startGatewayProcess(context, `round${round}-${id}`);
   try {
+    // The gateway's CPU during the uploads alone: start-up and the exit are not in it.
+    cpuBefore = readProcessUsage(gateway.pid).cpuSeconds;
     const started = performance.now();
     const answers = await Promise.all(
       files.map((part) =>
@@ -94,6 +98,7 @@ export async function runBulk(
       ),
     );
     seconds = (performance.now() - started) / 1000;
+    cpuAfter = readProcessUsage(gateway.pid).cpuSeconds;
     answers.forEach((answer, index) =>
       problems.push(...answerProblems(answer, (files[index] as { rows: number }).rows, `upload ${index + 1}`)),
     );
@@ -113,6 +118,7 @@ export async function runBulk(
     count,
     peakRssBytes: usage.peakRssBytes,
     cpuSeconds: usage.cpuSeconds,
+    unitsPerCpuSecond: perCpuSecond(count, cpuBefore, cpuAfter),
     problems,
   };
 }
@@ -122,29 +128,44 @@ function requiredV7File(dataset: Dataset): { file: string; bytes: number } {
   return dataset.v7File;
 }
 
-/** psql \copy of the COPY text into the table without foreign keys, or into user_metrics. */
-export async function runCopy(context: RunContext, id: 'copy-nofk' | 'copy-fk', round: number): Promise<RunResult> {
-  const { dataset } = context;
-  const table = id === 'copy-nofk' ? NO_FK_TABLE : METRICS_TABLE;
-  if (dataset.copyFile.includes("'")) throw new Error(`cannot quote ${dataset.copyFile} for psql`);
-  const command = `\\copy ${table} (${dataset.copyColumns.join(', ')}) FROM '${dataset.copyFile}'`;
-  const problems: string[] = [];
-  let seconds: number | undefined;
+/** One psql \copy of `source` into `table`; the problems it had, none when it copied every row. */
+async function psqlCopy(context: RunContext, table: string, source: DataFile, timeoutMs: number): Promise<string[]> {
+  if (source.file.includes("'")) throw new Error(`cannot quote ${source.file} for psql`);
+  const command = `\\copy ${table} (${context.dataset.copyColumns.join(', ')}) FROM '${source.file}'`;
   try {
     const result = await runTimedCommand('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-d', context.db.url, '-c', command], {
       env: { ...process.env, PGAPPNAME: 'mg-bench-psql' },
-      timeoutMs: loadTimeoutMs(dataset.rows),
+      timeoutMs,
     });
     const copied = Number(/COPY (\d+)/.exec(result.stdout)?.[1] ?? NaN);
-    if (result.exitCode !== 0) problems.push(`psql exited with ${result.exitCode}: ${result.stderr.trim()}`);
-    else if (copied !== dataset.rows)
-      problems.push(`psql reported ${result.stdout.trim()}, expected COPY ${dataset.rows}`);
-    else seconds = result.seconds;
+    if (result.exitCode !== 0) return [`psql exited with ${result.exitCode}: ${result.stderr.trim()}`];
+    if (copied !== source.rows) return [`psql reported ${result.stdout.trim()}, expected COPY ${source.rows}`];
+    return [];
   } catch (error) {
     // runCommand wraps the spawn error; its cause carries the code.
     const missing = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
-    problems.push(missing ? 'psql is not on the PATH' : `psql failed: ${errorText(error)}`);
+    return [missing ? 'psql is not on the PATH' : `psql failed: ${errorText(error)}`];
   }
+}
+
+/**
+ * psql \copy of the COPY text into the table without foreign keys or into user_metrics; for copy-n, one
+ * psql per part at once into the table without foreign keys. Timed from the first start to the last exit.
+ */
+export async function runCopy(
+  context: RunContext,
+  id: 'copy-nofk' | 'copy-n' | 'copy-fk',
+  round: number,
+): Promise<RunResult> {
+  const { dataset } = context;
+  const table = id === 'copy-fk' ? METRICS_TABLE : NO_FK_TABLE;
+  const sources: readonly DataFile[] =
+    id === 'copy-n' ? dataset.copyParts : [{ file: dataset.copyFile, rows: dataset.rows, bytes: dataset.copyBytes }];
+  const started = performance.now();
+  const problems = (
+    await Promise.all(sources.map((source) => psqlCopy(context, table, source, loadTimeoutMs(dataset.rows))))
+  ).flat();
+  const seconds = problems.length === 0 ? (performance.now() - started) / 1000 : undefined;
   const count = await countRows(context.db.pool, table);
   if (count !== dataset.rows) problems.push(`${table} holds ${count} rows, expected ${dataset.rows}`);
   return { id, round, value: seconds === undefined ? undefined : dataset.rows / seconds, seconds, count, problems };
@@ -226,7 +247,7 @@ export async function runSingle(
   const requestPath = id === 'single-nowait' ? '/v1/metrics?wait=false' : '/v1/metrics?wait=true';
   const problems: string[] = [];
   let measured: LoadResult | undefined;
-  let requestsPerCpuSecond: number | undefined;
+  let unitsPerCpuSecond: number | undefined;
   let answered = 0;
   try {
     if (options.warmupSeconds > 0) {
@@ -248,11 +269,8 @@ export async function runSingle(
       options.connections,
       options.durationSeconds,
     );
-    const cpuAfter = readProcessUsage(service.pid).cpuSeconds;
     // Only the measured load: start-up, warm-up and the flush on exit are not in it.
-    if (cpuBefore !== undefined && cpuAfter !== undefined && cpuAfter > cpuBefore) {
-      requestsPerCpuSecond = measured.ok / (cpuAfter - cpuBefore);
-    }
+    unitsPerCpuSecond = perCpuSecond(measured.ok, cpuBefore, readProcessUsage(service.pid).cpuSeconds);
     answered += measured.ok;
     problems.push(...measured.problems);
   } catch (error) {
@@ -275,7 +293,7 @@ export async function runSingle(
     p99Ms: measured?.p99Ms,
     peakRssBytes: usage.peakRssBytes,
     cpuSeconds: usage.cpuSeconds,
-    requestsPerCpuSecond,
+    unitsPerCpuSecond,
     problems,
   };
 }
@@ -294,6 +312,7 @@ export function runOne(context: RunContext, id: RunId, round: number): Promise<R
     case 'bulk-v7':
       return runBulk(context, id, round);
     case 'copy-nofk':
+    case 'copy-n':
     case 'copy-fk':
       return runCopy(context, id, round);
     case 'single-wait':

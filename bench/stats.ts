@@ -17,6 +17,24 @@ export function ratio(numerator: number | undefined, denominator: number | undef
   return numerator / denominator;
 }
 
+/**
+ * Units of work (rows, requests) per CPU-second of a process, from its CPU time (user + system) read just
+ * before and just after the work: undefined without both readings or when not one clock tick passed.
+ */
+export function perCpuSecond(
+  units: number | undefined,
+  cpuSecondsBefore: number | undefined,
+  cpuSecondsAfter: number | undefined,
+): number | undefined {
+  if (cpuSecondsBefore === undefined || cpuSecondsAfter === undefined) return undefined;
+  return ratio(units, cpuSecondsAfter - cpuSecondsBefore);
+}
+
+/** CPU microseconds per unit of work, from units per CPU-second. */
+export function cpuMicrosEach(unitsPerCpuSecond: number | undefined): number | undefined {
+  return ratio(1_000_000, unitsPerCpuSecond);
+}
+
 /** 123456.7 -> "123,457"; undefined or NaN -> "n/a". */
 export function formatCount(value: number | undefined): string {
   if (value === undefined || !Number.isFinite(value)) return 'n/a';
@@ -34,6 +52,14 @@ export function formatMs(value: number | undefined): string {
   if (value === undefined || !Number.isFinite(value)) return 'n/a';
   if (value < 1) return value.toFixed(2);
   if (value < 10) return value.toFixed(1);
+  return Math.round(value).toString();
+}
+
+/** Microseconds with two decimals below 10 (so 2.47 is not read as 2.5), fewer above: 2.47, 26.3, 262. */
+export function formatMicros(value: number | undefined): string {
+  if (value === undefined || !Number.isFinite(value)) return 'n/a';
+  if (value < 10) return value.toFixed(2);
+  if (value < 100) return value.toFixed(1);
   return Math.round(value).toString();
 }
 
