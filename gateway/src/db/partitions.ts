@@ -137,10 +137,13 @@ async function step<T>(pool: Pool, lockTimeoutMs: number, work: (client: PoolCli
     await client.query('BEGIN');
     // On Citus (migration 0008) a step's ATTACH follows a DELETE over every shard of the default
     // partition, and with foreign keys to reference tables Citus wants both on one connection per
-    // node; on plain PostgreSQL the setting is an unused placeholder.
+    // node; and its locks are taken on the workers too, over connections that get lock_timeout only
+    // from a SET LOCAL that Citus is told to pass on (set_config is not). On plain PostgreSQL the
+    // citus settings are unused placeholders.
     await client.query(
-      `SELECT set_config('lock_timeout', $1, true), set_config('citus.multi_shard_modify_mode', 'sequential', true)`,
-      [`${lockTimeoutMs}ms`],
+      `SET LOCAL citus.multi_shard_modify_mode = 'sequential';
+       SET LOCAL citus.propagate_set_commands = 'local';
+       SET LOCAL lock_timeout = ${Math.trunc(lockTimeoutMs)}`,
     );
     await client.query('SELECT pg_advisory_xact_lock($1)', [MAINTENANCE_LOCK_KEY]);
     const result = await work(client);
