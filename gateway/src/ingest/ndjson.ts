@@ -1,4 +1,4 @@
-import { isUtf8 } from 'node:buffer';
+import { isAscii, isUtf8 } from 'node:buffer';
 
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
@@ -39,7 +39,16 @@ export class NdjsonLineSplitter {
   push(chunk: Buffer, sink: LineSink): void {
     const data = chunk;
     let start = 0;
+    const lastNewline = data.lastIndexOf(NEWLINE);
+    let blockTried = false;
     for (;;) {
+      if (!blockTried && !this.skipping && this.carryBytes === 0 && lastNewline > start) {
+        blockTried = true;
+        if (this.emitAsciiBlock(data, start, lastNewline, sink)) {
+          start = lastNewline + 1;
+          break;
+        }
+      }
       const end = data.indexOf(NEWLINE, start);
       if (end === -1) break;
       this.lineNumber += 1;
@@ -83,6 +92,31 @@ export class NdjsonLineSplitter {
     this.carryBytes = 0;
     this.lineNumber += 1;
     this.emit(last, sink);
+  }
+
+  /**
+   * The whole lines in data[start, end) when they are all ASCII: decoded once, not line by line (they
+   * need no UTF-8 check, and a character is a byte). Gives the same lines as emit; false when not ASCII.
+   */
+  private emitAsciiBlock(data: Buffer, start: number, end: number, sink: LineSink): boolean {
+    if (!isAscii(data.subarray(start, end))) return false;
+    const text = data.toString('latin1', start, end);
+    let from = 0;
+    for (;;) {
+      const newline = text.indexOf('\n', from);
+      const lineEnd = newline === -1 ? text.length : newline;
+      this.lineNumber += 1;
+      const contentEnd = lineEnd > from && text.charCodeAt(lineEnd - 1) === CARRIAGE_RETURN ? lineEnd - 1 : lineEnd;
+      if (contentEnd - from > this.maxLineBytes) {
+        sink.badLine(this.lineNumber, 'too_long');
+      } else if (contentEnd > from) {
+        const line = text.slice(from, contentEnd);
+        // Most lines start with "{": only a line that starts with whitespace can be blank.
+        if (line.charCodeAt(0) > 0x20 || line.trim().length > 0) sink.line(this.lineNumber, line);
+      }
+      if (newline === -1) return true;
+      from = newline + 1;
+    }
   }
 
   private emit(bytes: Buffer, sink: LineSink): void {
