@@ -206,6 +206,50 @@ function mutate(random: Random, base: Record<string, unknown>): string {
   return jsonOf(entries);
 }
 
+/** Number tokens of a JSON text: where each starts and ends. */
+function numberTokens(json: string): [number, number][] {
+  return [...json.matchAll(/(?<=[:[,])-?\d+(\.\d+)?([eE][+-]?\d+)?/g)].map((m) => [m.index, m.index + m[0].length]);
+}
+
+/** The same JSON (or a near-miss of it) written another way: what a compact scanner must not misread. */
+function rewrite(random: Random, json: string): string {
+  const what = random.int(0, 9);
+  const numbers = numberTokens(json);
+  const [start, end] = numbers.length > 0 ? random.pick(numbers) : [0, 0];
+  const token = json.slice(start, end);
+  const replaceToken = (text: string): string => json.slice(0, start) + text + json.slice(end);
+  switch (what) {
+    case 0: {
+      const at = random.pick([...json.matchAll(/[:,]/g)].map((m) => m.index + 1));
+      return json.slice(0, at) + random.pick([' ', '\t', '\n', '\r']) + json.slice(at);
+    }
+    case 1:
+      return replaceToken(token.includes('.') ? `${token}0` : `${token}.0`);
+    case 2:
+      return replaceToken(random.pick([Number(token).toExponential(), `${token}e0`, `${token}E+0`, `0${token}`]));
+    case 3:
+      return replaceToken(random.pick(['-0', '-0.0', '0.000', '-0.001', '0.0005', '1.2345', '1e-3', '86400.0']));
+    case 4: {
+      // A letter inside a string value, escaped: the same value to JSON.parse.
+      const letters = [...json.matchAll(/(?<=:"[^"]*)[a-z0-9]/g)].map((m) => m.index);
+      if (letters.length === 0) return json;
+      const at = random.pick(letters);
+      const escaped = `\\u${json.charCodeAt(at).toString(16).padStart(4, '0')}`;
+      return json.slice(0, at) + escaped + json.slice(at + 1);
+    }
+    case 5:
+      return json.replace(/}$/, random.pick([',"user_id":5}', ',"talked_time":1}', ',"event_id":null}', ',}']));
+    case 6:
+      return random.pick([` ${json}`, `${json} `, `${json}\t`, `[${json}]`, json.slice(0, -1)]);
+    case 7:
+      return json.replace(random.pick(['true', 'false', 'null']), random.pick(['True', '"true"', '1', 'nul']));
+    case 8:
+      return json.replace('"user_id"', random.pick(['"user_id "', '"User_id"', '"user_id":1,"user_id"']));
+    default:
+      return replaceToken(String(Number(token) + random.pick([1e-9, 0.0001, 1e6, -1e6])));
+  }
+}
+
 /** `count` lines: about a third valid (generated as the bench generates them), the rest hostile. */
 export function metricCorpus(count: number, seed = 1): string[] {
   const random = createRandom(seed);
@@ -220,7 +264,8 @@ export function metricCorpus(count: number, seed = 1): string[] {
   ];
   while (lines.length < count) {
     const base = random.pick(generated) as Record<string, unknown>;
-    lines.push(random.chance(0.35) ? JSON.stringify(base) : mutate(random, base));
+    const line = random.chance(0.35) ? JSON.stringify(base) : mutate(random, base);
+    lines.push(random.chance(0.25) ? rewrite(random, line) : line);
   }
   return lines;
 }
