@@ -21,6 +21,7 @@ describe('NdjsonLineSplitter', () => {
   it('gives the same lines from whole chunks as one byte at a time (whole ASCII chunks are read at once)', () => {
     const random = createRandom(11);
     const pieces = ['{"a":1}', '{"b":"x y"}', '', ' ', '\t', '\r', 'ü', '🎙', '\u0000', 'x'.repeat(40), '\ufeff{}'];
+    pieces.push('\u00a0', '\u2028', 'é'.repeat(6), '\ufeff', 'x'.repeat(9));
     for (let body = 0; body < 300; body++) {
       const lines = Array.from({ length: random.int(0, 40) }, () =>
         Array.from({ length: random.int(0, 3) }, () => random.pick(pieces)).join(''),
