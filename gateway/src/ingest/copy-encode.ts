@@ -36,13 +36,19 @@ export function encodeMetricRow(metric: Metric, timeRecorded: string, receivedAt
   const device = metric.device_id == null ? '\\N' : escapeCopyText(metric.device_id);
   const sentiment = metric.voice_sentiment == null ? '\\N' : numberText(metric.voice_sentiment);
   const eventId = metric.event_id === undefined ? '\\N' : metric.event_id;
-  const row =
-    `${metric.user_id}\t${device}\t${numberText(metric.talked_time)}\t${metric.microphone_used ? 't' : 'f'}\t` +
-    `${metric.speaker_used ? 't' : 'f'}\t${sentiment}\t${timeRecorded}\t${eventId}\t${receivedAt}\n`;
-  // The concatenation is a rope of a dozen pieces (over 1 KB a row); rows wait in the buffer, so
-  // reading a character now makes V8 flatten it into one ~200-byte string. That halves peak memory.
-  row.charCodeAt(0);
-  return row;
+  // One array joined: the result is built flat at once. A template literal would make a rope of a
+  // dozen pieces (over 0.5 KB of garbage a row) and, flattened for the rows' wait in the buffer, a copy.
+  return [
+    metric.user_id,
+    device,
+    numberText(metric.talked_time),
+    metric.microphone_used ? 't' : 'f',
+    metric.speaker_used ? 't' : 'f',
+    sentiment,
+    timeRecorded,
+    eventId,
+    `${receivedAt}\n`,
+  ].join('\t');
 }
 
 const UNESCAPES: Readonly<Record<string, string>> = { '\\': '\\', n: '\n', r: '\r', t: '\t' };
