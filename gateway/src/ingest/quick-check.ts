@@ -14,7 +14,6 @@ const USER_ID = properties.user_id;
 const DEVICE_ID = properties.device_id;
 const TALKED_TIME = properties.talked_time;
 const SENTIMENT = properties.voice_sentiment;
-const EVENT_ID = new RegExp(properties.event_id.pattern, 'u');
 
 /** The keywords and types of metricSchema that quickCheckMetric was written for; description aside. */
 export const SPECIALISED_FOR = {
@@ -33,7 +32,10 @@ export const SPECIALISED_FOR = {
     speaker_used: { type: 'boolean' },
     voice_sentiment: { type: ['number', 'null'], minimum: SENTIMENT.minimum, maximum: SENTIMENT.maximum },
     time_recorded: { type: ['string', 'integer'], format: 'rfc3339-instant', minimum: EARLIEST_EPOCH_MS },
-    event_id: { type: 'string', pattern: properties.event_id.pattern },
+    event_id: {
+      type: 'string',
+      pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+    },
   },
 } as const;
 
@@ -64,6 +66,22 @@ export function schemaIsAsSpecialised(): boolean {
 }
 
 const ENABLED = schemaIsAsSpecialised();
+
+/**
+ * SPECIALISED_FOR's event_id pattern read by hand (a regex test costs about five times as much): 36
+ * characters, dashes at 8, 13, 18 and 23, hex digits elsewhere.
+ */
+function isUuid(text: string): boolean {
+  if (text.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const code = text.charCodeAt(i);
+    const dash = i === 8 || i === 13 || i === 18 || i === 23;
+    if (dash ? code !== 0x2d : !((code >= 0x30 && code <= 0x39) || ((code | 0x20) >= 0x61 && (code | 0x20) <= 0x66))) {
+      return false;
+    }
+  }
+  return true;
+}
 
 /**
  * Device ids of printable ASCII only: their length is their count of code points (ajv's minLength
@@ -108,7 +126,7 @@ export function quickCheckMetric(value: unknown, nowMs: number): number | undefi
   }
   const eventId = metric.event_id;
   if (eventId !== undefined) {
-    if (typeof eventId !== 'string' || !EVENT_ID.test(eventId)) return undefined;
+    if (typeof eventId !== 'string' || !isUuid(eventId)) return undefined;
     fields += 1;
   }
   let keys = 0;
