@@ -67,16 +67,21 @@ export function schemaIsAsSpecialised(): boolean {
 
 const ENABLED = schemaIsAsSpecialised();
 
+/** 1 for the ASCII codes of [0-9a-fA-F]. */
+const HEX_DIGIT = new Uint8Array(128);
+for (const digit of '0123456789abcdefABCDEF') HEX_DIGIT[digit.charCodeAt(0)] = 1;
+
 /**
- * SPECIALISED_FOR's event_id pattern read by hand (a regex test costs about five times as much): 36
+ * SPECIALISED_FOR's event_id pattern read by hand (a regex test costs about twice as much): 36
  * characters, dashes at 8, 13, 18 and 23, hex digits elsewhere.
  */
 function isUuid(text: string): boolean {
   if (text.length !== 36) return false;
   for (let i = 0; i < 36; i++) {
     const code = text.charCodeAt(i);
-    const dash = i === 8 || i === 13 || i === 18 || i === 23;
-    if (dash ? code !== 0x2d : !((code >= 0x30 && code <= 0x39) || ((code | 0x20) >= 0x61 && (code | 0x20) <= 0x66))) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (code !== 0x2d) return false;
+    } else if (code > 0x7f || HEX_DIGIT[code] !== 1) {
       return false;
     }
   }
