@@ -7,7 +7,9 @@ import { encodeMetricRow } from './copy-encode';
 import { NdjsonLineSplitter, type BadLineReason, type LineSink } from './ndjson';
 import type { MissingReferences, ReferenceCache } from './references';
 import { MAX_DETAIL_TEXT_CHARS, boundedText, checkMetric, type Metric } from './schema';
+import { quickCheckMetric } from './quick-check';
 import { IngestTicket } from './ticket';
+import { recordedTimeText } from './time';
 import {
   MAX_LISTED_ERRORS,
   MAX_LISTED_ERRORS_BYTES,
@@ -228,15 +230,6 @@ function databaseUnreachable(error: unknown): boolean {
 /** A body that broke off (400), stalled (408) or grew past a limit (413): the lines before it stand. */
 const BODY_FAILURE_STATUSES = new Set([400, 408, 413]);
 
-/** A valid line of the current chunk, as checkMetric found it. */
-interface ValidLine {
-  readonly line: number;
-  readonly metric: Metric;
-  readonly timeRecorded: string;
-  /** time_recorded in epoch milliseconds. */
-  readonly timeRecordedMs: number;
-}
-
 /** The state of one bulk upload: the current chunk's valid lines, and the running totals. */
 class BulkUpload implements LineSink {
   readonly splitter: NdjsonLineSplitter;
@@ -248,7 +241,8 @@ class BulkUpload implements LineSink {
   private firstUnhandledLine = 1;
   /** The current chunk's bad lines; references are checked after parsing, so they come in out of order. */
   private chunkErrors: LineError[] = [];
-  private validLines: ValidLine[] = [];
+  /** The current chunk's valid lines, column by column: no object per row. */
+  private valid = new ValidLines();
   private receivedAt = '';
   private now = Date.now();
 
@@ -270,13 +264,17 @@ class BulkUpload implements LineSink {
       ]);
       return;
     }
+    const recordedMs = quickCheckMetric(value, this.now);
+    if (recordedMs !== undefined) {
+      this.valid.add(number, value as Metric, recordedMs);
+      return;
+    }
     const check = checkMetric(value, this.now);
     if (!check.ok) {
       this.refuse(number, 'validation_failed', check.details);
       return;
     }
-    const { metric, timeRecorded, timeRecordedMs } = check;
-    this.validLines.push({ line: number, metric, timeRecorded, timeRecordedMs });
+    this.valid.add(number, check.metric, check.timeRecordedMs);
   }
 
   badLine(number: number, reason: BadLineReason): void {
@@ -286,43 +284,43 @@ class BulkUpload implements LineSink {
 
   /** Checks the references of the chunk's valid lines, encodes them and hands them over. */
   async flushChunk(): Promise<void> {
-    const valid = this.validLines;
+    const valid = this.valid;
     const linesSeen = this.splitter.linesSeen;
-    this.validLines = [];
+    this.valid = new ValidLines();
     this.now = Date.now();
     this.receivedAt = new Date(this.now).toISOString();
-    if (valid.length === 0) {
+    if (valid.metrics.length === 0) {
       this.listChunkErrors();
       this.firstUnhandledLine = linesSeen + 1;
       return;
     }
 
-    const deviceIds: string[] = [];
-    for (const { metric } of valid) if (metric.device_id != null) deviceIds.push(metric.device_id);
-    const missing = await this.findMissing(
-      valid.map(({ metric }) => metric.user_id),
-      deviceIds,
-    );
+    const missing = await this.findMissing(valid.userIds, valid.deviceIds);
     const anyMissing = missing.users.size > 0 || missing.devices.size > 0;
-    const rows: string[] = [];
-    const rowLines: number[] = [];
-    const rowRecordedMs: number[] = [];
-    for (const { line, metric, timeRecorded, timeRecordedMs } of valid) {
-      if (anyMissing) {
-        const unknown = referenceDetails(metric, missing);
-        if (unknown.length > 0) {
-          this.refuse(line, 'unknown_reference', unknown);
-          continue;
-        }
-      }
-      rows.push(encodeMetricRow(metric, timeRecorded, this.receivedAt));
-      rowLines.push(line);
-      rowRecordedMs.push(timeRecordedMs);
+    const taken = anyMissing ? this.withoutUnknownReferences(valid, missing) : valid;
+    const { metrics } = taken;
+    const rows: string[] = new Array<string>(metrics.length);
+    for (let i = 0; i < metrics.length; i++) {
+      const metric = metrics[i] as Metric;
+      rows[i] = encodeMetricRow(metric, recordedTimeText(metric.time_recorded), this.receivedAt);
     }
-    if (rows.length > 0) await this.spoolOrBuffer(rows, rowLines);
+    if (rows.length > 0) await this.spoolOrBuffer(rows, taken.lines);
     this.listChunkErrors();
     this.firstUnhandledLine = linesSeen + 1;
-    if (rows.length > 0) this.options.onAccepted?.('bulk', this.now, rowRecordedMs);
+    if (rows.length > 0) this.options.onAccepted?.('bulk', this.now, taken.recordedMs);
+  }
+
+  /** The lines whose user and device exist; the others are refused. */
+  private withoutUnknownReferences(valid: ValidLines, missing: MissingReferences): ValidLines {
+    const known = new ValidLines();
+    for (let i = 0; i < valid.metrics.length; i++) {
+      const metric = valid.metrics[i] as Metric;
+      const line = valid.lines[i] as number;
+      const unknown = referenceDetails(metric, missing);
+      if (unknown.length > 0) this.refuse(line, 'unknown_reference', unknown);
+      else known.add(line, metric, valid.recordedMs[i] as number);
+    }
+    return known;
   }
 
   /** Into the spool (queued, with a spool) or the buffer; a 429 when neither takes them in time. */
@@ -415,6 +413,24 @@ class BulkUpload implements LineSink {
     this.chunkErrors.sort((a, b) => a.line - b.line);
     for (const error of this.chunkErrors) this.errors.add(error);
     this.chunkErrors = [];
+  }
+}
+
+/** Valid lines, column by column, in line order. */
+class ValidLines {
+  readonly lines: number[] = [];
+  readonly metrics: Metric[] = [];
+  /** time_recorded in epoch milliseconds. */
+  readonly recordedMs: number[] = [];
+  readonly userIds: number[] = [];
+  readonly deviceIds: string[] = [];
+
+  add(line: number, metric: Metric, recordedMs: number): void {
+    this.lines.push(line);
+    this.metrics.push(metric);
+    this.recordedMs.push(recordedMs);
+    this.userIds.push(metric.user_id);
+    if (metric.device_id != null) this.deviceIds.push(metric.device_id);
   }
 }
 

@@ -1,4 +1,4 @@
-import { isUtf8 } from 'node:buffer';
+import { isAscii, isUtf8 } from 'node:buffer';
 
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
@@ -39,7 +39,16 @@ export class NdjsonLineSplitter {
   push(chunk: Buffer, sink: LineSink): void {
     const data = chunk;
     let start = 0;
+    const lastNewline = data.lastIndexOf(NEWLINE);
+    let blockTried = false;
     for (;;) {
+      if (!blockTried && !this.skipping && this.carryBytes === 0 && lastNewline > start) {
+        blockTried = true;
+        if (this.emitBlock(data, start, lastNewline, sink)) {
+          start = lastNewline + 1;
+          break;
+        }
+      }
       const end = data.indexOf(NEWLINE, start);
       if (end === -1) break;
       this.lineNumber += 1;
@@ -83,6 +92,38 @@ export class NdjsonLineSplitter {
     this.carryBytes = 0;
     this.lineNumber += 1;
     this.emit(last, sink);
+  }
+
+  /**
+   * The whole lines in data[start, end), when all are valid UTF-8, decoded at once rather than line by
+   * line: the same lines as emit gives. False (nothing done) when a line is not, or a BOM comes first.
+   */
+  private emitBlock(data: Buffer, start: number, end: number, sink: LineSink): boolean {
+    const block = data.subarray(start, end);
+    // A character is a byte in ASCII, the common case; else a line's bytes are counted when it could be too long.
+    const ascii = isAscii(block);
+    if (!ascii && (!isUtf8(block) || (this.lineNumber === 0 && block.subarray(0, BOM.length).equals(BOM)))) {
+      return false;
+    }
+    const text = data.toString(ascii ? 'latin1' : 'utf8', start, end);
+    const maxChars = ascii ? this.maxLineBytes : Math.floor(this.maxLineBytes / 3);
+    let from = 0;
+    for (;;) {
+      const newline = text.indexOf('\n', from);
+      const lineEnd = newline === -1 ? text.length : newline;
+      this.lineNumber += 1;
+      const contentEnd = lineEnd > from && text.charCodeAt(lineEnd - 1) === CARRIAGE_RETURN ? lineEnd - 1 : lineEnd;
+      const line = text.slice(from, contentEnd);
+      if (line.length > maxChars && (ascii || Buffer.byteLength(line) > this.maxLineBytes)) {
+        sink.badLine(this.lineNumber, 'too_long');
+      } else if (line.length > 0) {
+        // Most lines start with "{": only a line that starts with a space or a non-ASCII character can be blank.
+        const first = line.charCodeAt(0);
+        if ((first > 0x20 && first < 0x7f) || line.trim().length > 0) sink.line(this.lineNumber, line);
+      }
+      if (newline === -1) return true;
+      from = newline + 1;
+    }
   }
 
   private emit(bytes: Buffer, sink: LineSink): void {

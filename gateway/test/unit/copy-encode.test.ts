@@ -1,5 +1,6 @@
 import { hasEventId } from '../../src/db/copy-row';
-import { decodeMetricRow, encodeMetricRow, escapeCopyText } from '../../src/ingest/copy-encode';
+import { decodeMetricRow, encodeMetricRow, escapeCopyText, numberText } from '../../src/ingest/copy-encode';
+import { createRandom } from '../../src/db/seeded-random';
 import type { Metric } from '../../src/ingest/schema';
 
 const metric: Metric = {
@@ -19,6 +20,22 @@ describe('escapeCopyText', () => {
     expect(escapeCopyText('plain "quoted" ünïcødé 🎙')).toBe('plain "quoted" ünïcødé 🎙');
     expect(escapeCopyText('a\\b\tc\nd\re')).toBe('a\\\\b\\tc\\nd\\re');
     expect(escapeCopyText('\\N')).toBe('\\\\N');
+  });
+});
+
+describe('numberText', () => {
+  it('writes what String() writes, for thousandths, other fractions, the edges and the odd ones', () => {
+    const random = createRandom(3);
+    const values = [0, -0, 1, -1, 0.5, 1e-7, 5e-324, 0.1 + 0.2, 999_999_999.999, 1e9, 1e9 + 0.001, 1e21, 1.7e308];
+    values.push(-1e-7, NaN, Infinity, -Infinity, 86_400, 123_456_789.123, 0.001, -0.001, 0.0005, 2 ** 53);
+    for (let i = 0; i < 200_000; i++) {
+      const scale = 10 ** random.int(0, 12);
+      const thousandths = Math.round((random.float() - 0.3) * scale);
+      values.push(thousandths / 1000, thousandths / 100, thousandths / 7, random.normal(0, 1e4), random.float());
+    }
+    for (const value of values) {
+      if (numberText(value) !== String(value)) throw new Error(`${String(value)}: ${numberText(value)}`);
+    }
   });
 });
 

@@ -1,3 +1,4 @@
+import { createRandom } from '../../src/db/seeded-random';
 import { NdjsonLineSplitter, type BadLineReason } from '../../src/ingest/ndjson';
 
 function split(
@@ -17,6 +18,31 @@ function split(
 }
 
 describe('NdjsonLineSplitter', () => {
+  it('gives the same lines from whole chunks as one byte at a time (whole ASCII chunks are read at once)', () => {
+    const random = createRandom(11);
+    const pieces = ['{"a":1}', '{"b":"x y"}', '', ' ', '\t', '\r', 'ü', '🎙', '\u0000', 'x'.repeat(40), '\ufeff{}'];
+    pieces.push('\u00a0', '\u2028', 'é'.repeat(6), '\ufeff', 'x'.repeat(9));
+    for (let body = 0; body < 300; body++) {
+      const lines = Array.from({ length: random.int(0, 40) }, () =>
+        Array.from({ length: random.int(0, 3) }, () => random.pick(pieces)).join(''),
+      );
+      let bytes = Buffer.from(lines.join(random.pick(['\n', '\r\n'])) + random.pick(['', '\n']));
+      if (random.chance(0.2)) {
+        const at = random.int(0, bytes.length);
+        bytes = Buffer.concat([bytes.subarray(0, at), Buffer.from([0xff]), bytes.subarray(at)]);
+      }
+      const oneByOne = split(
+        [...bytes].map((byte) => Buffer.from([byte])),
+        32,
+      );
+      for (const size of [1 + random.int(0, 20), 64, bytes.length + 1]) {
+        const chunks: Buffer[] = [];
+        for (let at = 0; at < bytes.length; at += size) chunks.push(bytes.subarray(at, at + size));
+        expect(split(chunks, 32)).toEqual(oneByOne);
+      }
+    }
+  });
+
   it('numbers lines from 1, counting blank ones, with or without a final newline', () => {
     expect(split(['a\n\nb\n   \nc'])).toEqual({
       lines: [

@@ -1,6 +1,87 @@
-import { checkTimeRecorded, parseRfc3339 } from '../../src/ingest/time';
+import { RFC3339 } from '../../src/contract/json-schema';
+import { createRandom } from '../../src/db/seeded-random';
+import { checkTimeRecorded, parseRfc3339, recordedTimeMs } from '../../src/ingest/time';
+
+/** parseRfc3339 as it was written first, on the regex's ten captures: what the fast one must give. */
+function parseByCaptures(text: string): number | undefined {
+  const m = RFC3339.exec(text);
+  if (m === null) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as number[] as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
+  if (year < 1 || month < 1 || month > 12 || day < 1 || days === undefined || day > days) return undefined;
+  if (hour > 23 || minute > 59 || second > 59) return undefined;
+  let offsetMinutes = 0;
+  if (m[8] !== undefined) {
+    const offsetHours = Number(m[9]);
+    const offsetMins = Number(m[10]);
+    if (offsetHours > 15 || offsetMins > 59) return undefined;
+    offsetMinutes = (m[8] === '-' ? -1 : 1) * (offsetHours * 60 + offsetMins);
+  }
+  const fractionMs = m[7] === undefined ? 0 : Number(m[7]) * 1000;
+  const shift = year < 100 ? 400 : 0;
+  const utc = Date.UTC(year + shift, month - 1, day, hour, minute, second) - (shift === 0 ? 0 : 12_622_780_800_000);
+  return utc + fractionMs - offsetMinutes * 60_000;
+}
 
 describe('parseRfc3339', () => {
+  it('reads three-digit fractions as whole milliseconds, as Number() did', () => {
+    for (let n = 0; n < 1000; n++) {
+      const fraction = `.${String(n).padStart(3, '0')}`;
+      expect(parseRfc3339(`2025-01-01T00:00:00${fraction}Z`)).toBe(Date.UTC(2025, 0, 1) + Number(fraction) * 1000);
+    }
+  });
+
+  it('gives what the regex captures gave, bit for bit, on random timestamps and near-misses', () => {
+    const random = createRandom(7);
+    const digit = (): string => String(random.int(0, 9));
+    const field = (n: number): string => Array.from({ length: n }, digit).join('');
+    const pieces = [
+      () => field(4),
+      () => '-',
+      () => field(2),
+      () => '-',
+      () => field(2),
+      () => random.pick(['T', 't', ' ', 'X']),
+      () => field(2),
+      () => ':',
+      () => field(2),
+      () => ':',
+      () => field(2),
+      () => (random.chance(0.5) ? '' : `.${field(random.int(0, 10))}`),
+      () =>
+        random.pick([
+          'Z',
+          'z',
+          '',
+          'Zz',
+          `+${field(2)}:${field(2)}`,
+          `-${field(2)}:${field(2)}`,
+          `+${field(2)}${field(2)}`,
+        ]),
+    ];
+    for (let i = 0; i < 50_000; i++) {
+      let text = pieces.map((piece) => piece()).join('');
+      // Small years, real months, days and offsets, most of the time: the paths that compute.
+      if (random.chance(0.7)) {
+        const year = random.chance(0.2) ? random.int(0, 120) : random.int(1, 9999);
+        const shape = `${String(year).padStart(4, '0')}-${String(random.int(1, 12)).padStart(2, '0')}-${String(random.int(1, 31)).padStart(2, '0')}`;
+        text = shape + text.slice(10);
+      }
+      if (random.chance(0.05)) text = text.slice(0, random.int(0, text.length));
+      const expected = parseByCaptures(text);
+      const got = parseRfc3339(text);
+      if (!Object.is(got, expected)) throw new Error(`${text}: ${got} instead of ${expected}`);
+    }
+  });
+
   it('agrees with Date.parse on ordinary timestamps', () => {
     let seed = 42;
     const random = (): number => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
@@ -60,6 +141,21 @@ describe('checkTimeRecorded', () => {
     });
     expect(checkTimeRecorded('2026-01-01t10:00:00z', now)).toMatchObject({ ok: true, text: '2026-01-01T10:00:00Z' });
     expect(checkTimeRecorded(0, now)).toEqual({ ok: true, text: '1970-01-01T00:00:00.000Z', epochMs: 0 });
+  });
+
+  it('agrees with recordedTimeMs, which gives the instant without the verdict', () => {
+    for (const value of [
+      0,
+      -62_135_596_800_001,
+      now + 24 * 3600_000,
+      now + 24 * 3600_000 + 1,
+      '2026-01-01T00:00:00Z',
+      '2023-02-29T00:00:00Z',
+      'x',
+    ]) {
+      const check = checkTimeRecorded(value, now);
+      expect(recordedTimeMs(value, now)).toBe(check.ok ? check.epochMs : undefined);
+    }
   });
 
   it('allows up to 24 h into the future and no more', () => {
