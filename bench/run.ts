@@ -128,7 +128,9 @@ function gitRevision(): string {
     const run = (args: string[]) =>
       execFileSync('git', args, { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     const commit = run(['rev-parse', '--short', 'HEAD']);
-    const dirty = run(['status', '--porcelain', '--', 'gateway', 'migrations', 'seed', 'bench']) !== '';
+    // The run's own outputs (RESULTS.md, the charts) are written before this is read: they do not count.
+    const sources = ['gateway', 'migrations', 'seed', 'bench', ':(exclude)bench/*.md', ':(exclude)bench/*.svg'];
+    const dirty = run(['status', '--porcelain', '--', ...sources]) !== '';
     return `${commit}${dirty ? ' plus uncommitted changes' : ''}`;
   } catch {
     return 'unknown (not a git checkout)';
