@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { appendFile, chown, cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -76,6 +76,7 @@ export async function startCitusCluster(): Promise<CitusCluster> {
     await rm(dir, { recursive: true, force: true });
   };
 
+  watchOverCluster(dir, binaries.pgCtl, asRoot);
   try {
     const template = path.join(dir, 'template');
     await as(binaries.initdb, ['-D', template, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
@@ -127,6 +128,19 @@ export async function startCitusCluster(): Promise<CitusCluster> {
     await stopAll();
     throw error;
   }
+}
+
+/**
+ * A detached shell that stops the nodes under `dir` and removes it once this process is gone. The
+ * teardown does that in a normal run; a run killed from outside (Ctrl-C, SIGKILL, a timeout) would
+ * otherwise leave three servers running under /tmp.
+ */
+function watchOverCluster(dir: string, pgCtl: string, asRoot: boolean): void {
+  const stop = `${asRoot ? `runuser -u ${SERVER_ACCOUNT} -- ` : ''}"$0" -D "$n" stop -m immediate`;
+  const script =
+    `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ` +
+    `for n in "$1"/n*; do [ -f "$n/postmaster.pid" ] && ${stop}; done; rm -rf "$1"`;
+  spawn('sh', ['-c', script, pgCtl, dir], { detached: true, stdio: 'ignore' }).unref();
 }
 
 /**
