@@ -17,6 +17,8 @@ const run = promisify(execFile);
 const SERVER_ACCOUNT = 'postgres';
 const DATABASE = 'metrics';
 const WORKERS = 2;
+/** The advisory lock key under which createCitusDatabase adds the nodes. */
+const ADD_NODES_LOCK = 0x6d675f63; // 'mg_c'
 
 const BINARIES = findCitus();
 
@@ -156,10 +158,21 @@ export async function createCitusDatabase(
     await withClient(url, (client) => client.query(`CREATE DATABASE ${escapeIdentifier(name)}`));
     await withClient(databaseUrl(url, name), (client) => client.query('CREATE EXTENSION citus'));
   }
-  await withClient(databaseUrl(serverUrl, name), async (client) => {
-    await client.query(`SELECT citus_set_coordinator_host('127.0.0.1', $1)`, [Number(new URL(serverUrl).port)]);
-    for (const url of workerServerUrls) {
-      await client.query(`SELECT citus_add_node('127.0.0.1', $1)`, [Number(new URL(url).port)]);
+  // citus_add_node alters the role on each worker (worker_create_or_alter_role), and a node's roles are
+  // shared by all its databases: two test files adding nodes at once failed one of them with "tuple
+  // concurrently updated". One at a time, under an advisory lock of the coordinator's maintenance
+  // database (advisory locks are per database).
+  await withClient(serverUrl, async (lock) => {
+    await lock.query('SELECT pg_advisory_lock($1)', [ADD_NODES_LOCK]);
+    try {
+      await withClient(databaseUrl(serverUrl, name), async (client) => {
+        await client.query(`SELECT citus_set_coordinator_host('127.0.0.1', $1)`, [Number(new URL(serverUrl).port)]);
+        for (const url of workerServerUrls) {
+          await client.query(`SELECT citus_add_node('127.0.0.1', $1)`, [Number(new URL(url).port)]);
+        }
+      });
+    } finally {
+      await lock.query('SELECT pg_advisory_unlock($1)', [ADD_NODES_LOCK]);
     }
   });
   return databaseUrl(serverUrl, name);
