@@ -450,6 +450,8 @@ class BoundedLineErrors {
 
   add(error: LineError): void {
     if (this.closed) return;
+    // Stringifying also flattens each message: an invalid_json message quotes a slice of its line,
+    // and a line is a slice of its whole chunk's text (ndjson.ts), which it would otherwise keep alive.
     const bytes = JSON.stringify(error).length + 1;
     if (this.list.length >= MAX_LISTED_ERRORS || this.bytes + bytes > MAX_LISTED_ERRORS_BYTES) {
       this.closed = true;

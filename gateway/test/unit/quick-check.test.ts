@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import pino from 'pino';
 import { metricSchema, type LineError } from '../../src/contract/schemas';
 import type { MetricsWriter } from '../../src/db/metrics-writer';
@@ -227,5 +229,25 @@ describe('the bulk path', () => {
       expect(JSON.stringify(after.errors)).toBe(JSON.stringify(before.errors));
       expect(after.rows.join('\n')).toBe(before.rows.join('\n'));
     }
+  });
+});
+
+describe('the bulk path, memory', () => {
+  it('keeps no chunk alive through a listed error that quotes its line', async () => {
+    // JSON.parse's message quotes the line, and a line read from a whole chunk is a slice of the
+    // chunk's text (ndjson.ts): listed as it came, each such error would keep its chunk (here 64 KB).
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const blank = `${' '.repeat(MAX_LINE_BYTES - 1)}\n`;
+    const chunk = `{"user_id":x1,"talked_time":1}\n${blank.repeat(16)}`;
+    const chunks = 400;
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const answer = await newPath(Buffer.from(chunk.repeat(chunks)), chunk.length);
+    gc();
+    const retained = process.memoryUsage().heapUsed - before;
+    expect(answer.errors).toHaveLength(chunks);
+    expect(answer.errors[0]?.details[0]?.message).toContain('"user_id":x1');
+    expect(retained).toBeLessThan(chunks * 4096);
   });
 });
