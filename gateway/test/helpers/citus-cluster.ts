@@ -3,8 +3,10 @@ import { appendFile, chown, cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { escapeIdentifier } from 'pg';
 import { databaseUrl, findFreePort, withClient } from '../../src/db/dev-postgres';
+import { isDatabaseBusy } from './database-busy';
 import { POSTGRES_ROOT, findCitus } from './find-citus';
 import { addRunNote } from './run-notes';
 
@@ -188,18 +190,37 @@ export async function dropCitusDatabase(
   name: string,
 ): Promise<void> {
   for (const url of [...workerServerUrls, serverUrl]) {
-    // Looked up from the maintenance database: a session opened on the test database for nothing
-    // (Citus starts its daemon there) can make the DROP below find it busy.
-    const { rows } = await withClient(url, (client) =>
-      client.query<{ gid: string }>('SELECT gid FROM pg_prepared_xacts WHERE database = $1', [name]),
-    );
-    if (rows.length > 0) {
-      await withClient(databaseUrl(url, name), async (client) => {
-        for (const { gid } of rows) await client.query(`ROLLBACK PREPARED '${gid.replaceAll("'", "''")}'`);
-      });
+    // The coordinator's Citus daemon connects to each worker's database every second (2PC recovery)
+    // and a commit can still be settling: the DROP can find the database busy (55006) even WITH
+    // (FORCE), so it is tried again after a moment.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await rollBackPrepared(url, name);
+        await withClient(url, (client) =>
+          client.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`),
+        );
+        break;
+      } catch (error) {
+        if (!isDatabaseBusy(error) || attempt === DROP_ATTEMPTS) throw error;
+        await sleep(200 * attempt);
+      }
     }
-    await withClient(url, (client) => client.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`));
   }
+}
+
+const DROP_ATTEMPTS = 5;
+
+/** Rolls back what a cut connection left PREPAREd in the database (Citus's recovery may not have yet). */
+async function rollBackPrepared(serverUrl: string, name: string): Promise<void> {
+  // Looked up from the maintenance database: a session opened on the test database for nothing
+  // (Citus starts its daemon there) can make the DROP find it busy.
+  const { rows } = await withClient(serverUrl, (client) =>
+    client.query<{ gid: string }>('SELECT gid FROM pg_prepared_xacts WHERE database = $1', [name]),
+  );
+  if (rows.length === 0) return;
+  await withClient(databaseUrl(serverUrl, name), async (client) => {
+    for (const { gid } of rows) await client.query(`ROLLBACK PREPARED '${gid.replaceAll("'", "''")}'`);
+  });
 }
 
 function nodeUrl(port: number, database: string): string {

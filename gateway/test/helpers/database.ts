@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, DatabaseError, Pool, escapeIdentifier, type PoolConfig } from 'pg';
+import { Client, Pool, escapeIdentifier, type PoolConfig } from 'pg';
 import { databaseUrl, withClient } from '../../src/db/dev-postgres';
 import { migrate } from '../../src/db/migrate';
 import { createCitusDatabase, dropCitusDatabase } from './citus-cluster';
+import { isDatabaseBusy } from './database-busy';
 import { ON_CITUS_GLOBAL } from './find-citus';
 import { testLogger } from './logger';
 
@@ -139,7 +140,6 @@ export function randomId(): string {
   return randomBytes(4).toString('hex');
 }
 
-const OBJECT_IN_USE = '55006';
 const CREATE_ATTEMPTS = 3;
 
 /**
@@ -152,8 +152,7 @@ export async function createDatabase(client: Client, name: string, template: str
       await client.query(`CREATE DATABASE ${escapeIdentifier(name)} TEMPLATE ${escapeIdentifier(template)}`);
       return;
     } catch (error) {
-      const busy = error instanceof DatabaseError && error.code === OBJECT_IN_USE;
-      if (!busy || attempt === CREATE_ATTEMPTS) throw error;
+      if (!isDatabaseBusy(error) || attempt === CREATE_ATTEMPTS) throw error;
       await sleep(100 * attempt);
     }
   }
